@@ -1,0 +1,68 @@
+# ccproxy: one entry point for set-up, lint, tests and the local demo.
+# `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# The venv is rebuilt only when the pinned requirements change.
+$(VENV)/.stamp: requirements-dev.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip==25.3
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.stamp ## Create or refresh the pinned tool venv in .venv/
+
+.PHONY: image
+image: ## Build (or reuse) the Debian 12 systemd test image
+	@scripts/build-test-image.sh
+
+.PHONY: lint
+lint: venv ## yamllint, ansible-lint (production profile), syntax check of every playbook
+	yamllint --strict .
+	ansible-lint
+	@for p in $(PLAYBOOKS); do \
+	  ansible-playbook --syntax-check -i localhost, "$$p" >/dev/null || exit 1; \
+	  echo "syntax ok: $$p"; \
+	done
+
+.PHONY: unit
+unit: venv ## pytest unit tests (no containers)
+	pytest -q tests/unit
+
+.PHONY: molecule
+molecule: venv ## Every Molecule scenario: create, converge, idempotence, verify, destroy
+	@image=$$(scripts/build-test-image.sh); \
+	for s in $(SCENARIOS); do \
+	  echo "== molecule scenario $$s (image $$image)"; \
+	  CCPROXY_TEST_IMAGE=$$image molecule test -s $$s || exit 1; \
+	done
+
+.PHONY: test
+test: lint unit molecule ## Everything CI checks
+
+.PHONY: clean
+clean: ## Remove generated files (keeps the venv and the image)
+	rm -rf build .pytest_cache
+
+.PHONY: demo
+demo: venv ## Provision the whole stack into the long-lived container ccproxy-demo
+	scripts/demo.sh up
+
+.PHONY: demo-destroy
+demo-destroy: ## Remove the ccproxy-demo container
+	scripts/demo.sh destroy
