@@ -31,6 +31,12 @@ venv: $(VENV)/.stamp ## Create or refresh the pinned tool venv in .venv/
 image: ## Build (or reuse) the Debian 12 systemd test image
 	@scripts/build-test-image.sh
 
+MIRROR := .cache/mirror
+
+.PHONY: mirror
+mirror: venv ## Build the local release mirror (Ollama test double, Traefik, LiteLLM wheels)
+	python tests/mirror/build_mirror.py $(MIRROR)
+
 .PHONY: lint
 lint: venv ## yamllint, ansible-lint (production profile), syntax check of every playbook
 	yamllint --strict .
@@ -41,15 +47,18 @@ lint: venv ## yamllint, ansible-lint (production profile), syntax check of every
 	done
 
 .PHONY: unit
-unit: venv ## pytest unit tests (no containers)
-	pytest -q tests/unit
+unit: venv ## pytest: unit tests, Ollama test double, token-auth plugin in real Traefik (no containers)
+	pytest -q tests/unit tests/plugin
 
 .PHONY: molecule
-molecule: venv ## Every Molecule scenario: create, converge, idempotence, verify, destroy
+molecule: venv mirror ## Every Molecule scenario: create, converge, idempotence, verify, destroy
 	@image=$$(scripts/build-test-image.sh); \
 	for s in $(SCENARIOS); do \
 	  echo "== molecule scenario $$s (image $$image)"; \
-	  CCPROXY_TEST_IMAGE=$$image molecule test -s $$s || exit 1; \
+	  state=$(CURDIR)/.cache/molecule/$$s; rm -rf "$$state"; \
+	  scripts/new-vault-password.sh "$$state/vault-password"; \
+	  CCPROXY_TEST_IMAGE=$$image CCPROXY_STATE_DIR=$$state CCPROXY_PUBLISHED_PORT=$${CCPROXY_TEST_PORT:-18443} \
+	    molecule test -s $$s || exit 1; \
 	done
 
 .PHONY: test
@@ -60,7 +69,7 @@ clean: ## Remove generated files (keeps the venv and the image)
 	rm -rf build .pytest_cache
 
 .PHONY: demo
-demo: venv ## Provision the whole stack into the long-lived container ccproxy-demo
+demo: venv mirror ## Provision the whole stack into the long-lived container ccproxy-demo
 	scripts/demo.sh up
 
 .PHONY: demo-destroy

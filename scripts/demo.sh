@@ -1,40 +1,63 @@
 #!/usr/bin/env bash
 # `make demo` / `make demo-destroy`: the whole stack in a long-lived local
-# container named ccproxy-demo (Debian 12, systemd as PID 1).
+# container named ccproxy-demo (Debian 12, systemd as PID 1), its public port
+# published on 127.0.0.1 of this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 NAME=ccproxy-demo
-STATE_DIR=.demo
-INVENTORY=inventory/demo/hosts.yml
+STATE_DIR=$ROOT/.demo
+INVENTORY=$ROOT/inventory/local/hosts.yml
+PORT=${CCPROXY_DEMO_PORT:-8443}
+MIRROR=$ROOT/.cache/mirror
 
 destroy() {
   podman rm -f --time 10 "$NAME" >/dev/null 2>&1 || true
-  echo "demo: removed container $NAME (state in $STATE_DIR/ kept)"
+  echo "demo: removed container $NAME (control-node state in .demo/ kept)"
 }
 
 up() {
   local image
   image=$(scripts/build-test-image.sh)
-  # Reuse a running demo; replace one whose image is stale or that stopped.
-  if podman container exists "$NAME"; then
-    if [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}}' "$NAME")" != "$image true" ]; then
-      destroy
-    fi
+  # Reuse a running demo; replace one that is stopped or built from an older image.
+  if podman container exists "$NAME" \
+     && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}}' "$NAME")" != "$image true" ]; then
+    destroy
   fi
   if ! podman container exists "$NAME"; then
     podman run -d --name "$NAME" --hostname "$NAME" \
       --runtime runc --systemd=always \
       --ulimit nofile=16384:16384 --ulimit nproc=8192:8192 \
+      -v "$MIRROR:/srv/ccproxy-mirror:ro" \
+      -p "127.0.0.1:$PORT:8080" \
       "$image" >/dev/null
   fi
   for _ in $(seq 1 30); do
     podman exec "$NAME" systemctl is-system-running --quiet 2>/dev/null && break
     sleep 1
   done
-  mkdir -p "$STATE_DIR"
-  ansible-playbook -i "$INVENTORY" site.yml
-  echo "demo: $NAME is running"
+
+  scripts/new-vault-password.sh "$STATE_DIR/vault-password"
+  export CCPROXY_STATE_DIR=$STATE_DIR CCPROXY_PUBLISHED_PORT=$PORT
+  ansible-playbook -i "$INVENTORY" tests/playbooks/prepare-local-target.yml
+  ansible-playbook -i "$INVENTORY" --vault-password-file "$STATE_DIR/vault-password" site.yml
+
+  cat > "$STATE_DIR/ccproxy.env" <<ENV
+# Written by make demo. Source it: set -a; . .demo/ccproxy.env; set +a
+CCPROXY_BASE_URL=https://127.0.0.1:$PORT/v1
+CCPROXY_CA_CERT=$STATE_DIR/ca.crt
+CCPROXY_TOKEN_FILE=$STATE_DIR/tokens/demo.token
+CCPROXY_INVENTORY=$INVENTORY
+CCPROXY_VAULT_PASSWORD_FILE=$STATE_DIR/vault-password
+ENV
+  cat <<MSG
+
+demo: ccproxy is running in container $NAME.
+demo: endpoint https://127.0.0.1:$PORT/v1 - settings in .demo/ccproxy.env
+demo: NOTE the model backend is the Ollama API TEST DOUBLE (tests/ollama_double),
+demo:      not Ollama: answers are canned echoes, not model output.
+MSG
 }
 
 case "${1:-up}" in

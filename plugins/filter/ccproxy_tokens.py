@@ -1,0 +1,107 @@
+"""Filters for ccproxy's client tokens.
+
+A token entry is {name, token, expires?}: `name` is the client, `expires` an
+optional UTC time written YYYY-MM-DDTHH:MM:SSZ after which the edge refuses it.
+Several entries may share a name; during a rotation the old one carries an
+expiry and the newest entry of a name is the one its client should use.
+"""
+import hashlib
+import secrets
+from datetime import datetime, timezone
+
+from ansible.errors import AnsibleFilterError
+
+EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TOKEN_BYTES = 32  # 256 bits from the OS CSPRNG
+
+
+def new_token(_=None):
+    """A fresh client token: 256 random bits, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def new_tokens(names):
+    """One fresh entry {name, token, expires: ""} per client name."""
+    if not names or len(set(names)) != len(names):
+        raise AnsibleFilterError("client names must be a non-empty list without repeats")
+    return [{"name": name, "token": new_token(), "expires": ""} for name in names]
+
+
+def token_hash(token):
+    """What the edge stores and compares: lowercase hex SHA-256 of the token."""
+    if not isinstance(token, str) or not token:
+        raise AnsibleFilterError("ccproxy_token_hash needs a non-empty string")
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _parse_expires(value):
+    try:
+        return datetime.strptime(value, EXPIRES_FORMAT).replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"expires {value!r} must be UTC, written {EXPIRES_FORMAT}") from exc
+
+
+def _expired(entry, now):
+    expires = entry.get("expires") or ""
+    return bool(expires) and _parse_expires(expires) <= now
+
+
+def _now(now_epoch):
+    return datetime.fromtimestamp(int(now_epoch), tz=timezone.utc)
+
+
+def prune_expired(tokens, now_epoch):
+    """Drop entries whose expiry has passed."""
+    now = _now(now_epoch)
+    return [dict(t) for t in tokens if not _expired(t, now)]
+
+
+def current_tokens(tokens):
+    """The newest entry of each client, in first-seen order of the names."""
+    newest = {}
+    for entry in tokens:
+        newest[entry["name"]] = entry
+    return list(newest.values())
+
+
+def rotate_tokens(tokens, clients, now_epoch, grace_seconds):
+    """Rotate the tokens of `clients` (names; empty = every client).
+
+    Expired entries are pruned. Each rotated client gets a new entry without
+    expiry, and its older entries that would outlive the grace period are set
+    to expire at now + grace_seconds, so clients have that long to switch.
+    """
+    grace_seconds = int(grace_seconds)
+    if grace_seconds < 0:
+        raise AnsibleFilterError("grace_seconds cannot be negative")
+    now = _now(now_epoch)
+    kept = prune_expired(tokens, now_epoch)
+    names = list(dict.fromkeys(t["name"] for t in kept))
+    wanted = list(dict.fromkeys(clients)) if clients else names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise AnsibleFilterError(f"no tokens for client(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    deadline_epoch = int(now_epoch) + grace_seconds
+    deadline = _now(deadline_epoch).strftime(EXPIRES_FORMAT)
+    rotated = []
+    for entry in kept:
+        if entry["name"] in wanted:
+            expires = entry.get("expires") or ""
+            if not expires or _parse_expires(expires) > _now(deadline_epoch):
+                entry["expires"] = deadline
+        rotated.append(entry)
+    for name in wanted:
+        rotated.extend(new_tokens([name]))
+    return rotated
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "ccproxy_new_token": new_token,
+            "ccproxy_new_tokens": new_tokens,
+            "ccproxy_token_hash": token_hash,
+            "ccproxy_prune_expired": prune_expired,
+            "ccproxy_current_tokens": current_tokens,
+            "ccproxy_rotate_tokens": rotate_tokens,
+        }

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Validate a Traefik static or dynamic config before it replaces the live one.
+
+Usage: check_config.py static|dynamic FILE. Exits 0 when valid, else prints
+what is wrong and exits 1. Traefik keeps the last good dynamic config when a
+file fails to parse, but would silently drop routes for a file that parses and
+is wrong; this catches the mistakes that matter for ccproxy: YAML syntax,
+routers pointing at missing services or middlewares, malformed token hashes.
+"""
+import re
+import sys
+
+import yaml
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_static(cfg):
+    eps = cfg.get("entryPoints")
+    if not isinstance(eps, dict) or not eps:
+        yield "entryPoints must be a non-empty mapping"
+        return
+    for name, ep in eps.items():
+        if not isinstance(ep, dict) or ":" not in str(ep.get("address", "")):
+            yield f"entryPoints.{name}.address must be [host]:port"
+    if "api" in cfg:
+        yield "api (dashboard) must stay off"
+    provider = (cfg.get("providers") or {}).get("file") or {}
+    if not provider.get("directory") and not provider.get("filename"):
+        yield "providers.file needs a directory or filename"
+
+
+TOKENAUTH_KEYS = {"tokens", "upstreamAuthorization", "clientHeader", "maxRequestBodyBytes"}
+TOKEN_KEYS = {"name", "sha256", "expires"}
+# RFC 3339 with a time zone, as the plugin parses it.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def check_tokenauth(name, conf):
+    # The plugin ignores unknown keys silently: a typo would strip a header.
+    unknown = set(conf) - TOKENAUTH_KEYS
+    if unknown:
+        yield f"middleware {name}: unknown keys {sorted(unknown)}"
+    tokens = conf.get("tokens")
+    if not isinstance(tokens, list) or not tokens:
+        yield f"middleware {name}: tokens must be a non-empty list"
+        return
+    for i, tok in enumerate(tokens):
+        if set(tok) - TOKEN_KEYS:
+            yield f"middleware {name}: tokens[{i}] has unknown keys {sorted(set(tok) - TOKEN_KEYS)}"
+        if not str(tok.get("name", "")).strip():
+            yield f"middleware {name}: tokens[{i}] has no name"
+        if not SHA256_HEX.match(str(tok.get("sha256", ""))):
+            yield f"middleware {name}: tokens[{i}].sha256 is not a lowercase SHA-256 hex digest"
+        expires = tok.get("expires") or ""
+        if expires and not (isinstance(expires, str) and RFC3339.match(expires)):
+            yield f"middleware {name}: tokens[{i}].expires must be a quoted RFC 3339 time with a zone"
+
+
+def check_dynamic(cfg):
+    http = cfg.get("http") or {}
+    routers = http.get("routers") or {}
+    middlewares = http.get("middlewares") or {}
+    services = http.get("services") or {}
+    for rname, router in routers.items():
+        if not router.get("rule"):
+            yield f"router {rname} has no rule"
+        svc = router.get("service")
+        if svc not in services and not str(svc).endswith("@internal"):
+            yield f"router {rname} uses unknown service {svc}"
+        for mw in router.get("middlewares") or []:
+            if mw not in middlewares:
+                yield f"router {rname} uses unknown middleware {mw}"
+    for mname, mw in middlewares.items():
+        if not isinstance(mw, dict) or len(mw) != 1:
+            yield f"middleware {mname} must have exactly one type"
+            continue
+        plugin = mw.get("plugin")
+        if plugin is not None:
+            for pname, pconf in plugin.items():
+                if pname == "tokenauth":
+                    yield from check_tokenauth(mname, pconf or {})
+    for sname, svc in services.items():
+        servers = ((svc or {}).get("loadBalancer") or {}).get("servers") or []
+        if not servers or not all(s.get("url") for s in servers):
+            yield f"service {sname} needs loadBalancer.servers with url"
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] not in ("static", "dynamic"):
+        print(f"usage: {argv[0]} static|dynamic FILE", file=sys.stderr)
+        return 2
+    try:
+        with open(argv[2], encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"{argv[2]}: {exc}", file=sys.stderr)
+        return 1
+    if not isinstance(cfg, dict):
+        print(f"{argv[2]}: top level must be a mapping", file=sys.stderr)
+        return 1
+    found = list((check_static if argv[1] == "static" else check_dynamic)(cfg))
+    for problem in found:
+        print(f"{argv[2]}: {problem}", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,3 @@
+module github.com/ccproxy/tokenauth
+
+go 1.19

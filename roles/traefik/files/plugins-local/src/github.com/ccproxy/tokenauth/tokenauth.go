@@ -1,0 +1,350 @@
+// Package tokenauth is a Traefik middleware plugin (run by Yaegi, so standard
+// library only) that authenticates ccproxy clients at the edge.
+//
+// A client presents its token as "Authorization: Bearer <token>" (OpenAI
+// SDKs) or "x-api-key: <token>" (Anthropic SDKs). The token is hashed with
+// SHA-256 and compared, in constant time, with every configured hash; only
+// hashes are ever configured, never tokens. Expiry is checked per request, so
+// a token stops working when its time passes without any configuration change.
+//
+// On success the client's credential is replaced by the upstream one
+// (LiteLLM's key) and the token's name is put in a request header for the
+// rate limiter and the access log. Failures get a JSON error body shaped so
+// that both OpenAI and Anthropic SDKs show the message:
+//
+//	401 {"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}
+//	403 {"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}
+//	413 {"type":"error","error":{"type":"request_too_large","message":"request body too large"}}
+//
+// The body limit lives here rather than in Traefik's buffering middleware
+// because that middleware also buffers responses, which breaks streaming.
+package tokenauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultClientHeader is the request header that carries the client's name.
+const DefaultClientHeader = "X-Ccproxy-Client"
+
+const (
+	bodyMissing = `{"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}`
+	bodyInvalid = `{"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}`
+	bodyTooBig  = `{"type":"error","error":{"type":"request_too_large","message":"request body too large"}}`
+	bodyBroken  = `{"type":"error","error":{"type":"invalid_request_error","message":"could not read request body"}}`
+	challenge   = `Bearer realm="ccproxy"`
+)
+
+// Token is one accepted client token, by the SHA-256 of its value.
+type Token struct {
+	// Name identifies the client (rate limiting, access log). Several entries
+	// may share a name, e.g. the old and new token during a rotation.
+	Name string `json:"name,omitempty"`
+	// SHA256 is the hex SHA-256 of the token (64 characters).
+	SHA256 string `json:"sha256,omitempty"`
+	// Expires is an RFC 3339 time after which the token is refused; empty
+	// means never.
+	Expires string `json:"expires,omitempty"`
+}
+
+// Config is the plugin configuration (dynamic configuration,
+// http.middlewares.<name>.plugin.tokenauth).
+type Config struct {
+	Tokens []Token `json:"tokens,omitempty"`
+	// UpstreamAuthorization replaces the Authorization header sent upstream;
+	// empty removes it.
+	UpstreamAuthorization string `json:"upstreamAuthorization,omitempty"`
+	// ClientHeader is set to the authenticated token's name (any value sent
+	// by the client is removed first).
+	ClientHeader string `json:"clientHeader,omitempty"`
+	// MaxRequestBodyBytes rejects larger request bodies with 413; 0 means no
+	// limit. A declared Content-Length is checked up front; a body of unknown
+	// length is read up to the limit.
+	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes,omitempty"`
+}
+
+// CreateConfig returns the default configuration.
+func CreateConfig() *Config {
+	return &Config{
+		Tokens:       []Token{},
+		ClientHeader: DefaultClientHeader,
+	}
+}
+
+type entry struct {
+	name    string
+	hash    []byte
+	expires time.Time // zero: never
+}
+
+// TokenAuth is the middleware.
+type TokenAuth struct {
+	next         http.Handler
+	name         string
+	entries      []entry
+	upstream     string
+	clientHeader string
+	maxBody      int64
+}
+
+// New builds the middleware; Traefik calls it again with the new configuration
+// whenever the dynamic configuration changes.
+//
+// Traefik does not keep the previous configuration when New fails: the router
+// using the middleware goes into error and answers 404 until the configuration
+// is fixed. So only errors that make the whole middleware meaningless (a bad
+// clientHeader) fail New. A bad token entry (empty name, malformed sha256,
+// unparseable expires, a sha256 already used under another name) is left out
+// and reported on stderr: that entry authenticates nobody (fail closed) while
+// every valid entry keeps working. Yaegi plugins write to Traefik's own
+// stdout/stderr (the journal under systemd), not to log.filePath.
+func New(_ context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
+	if config == nil {
+		return nil, errors.New("tokenauth: missing configuration")
+	}
+
+	clientHeader := strings.TrimSpace(config.ClientHeader)
+	if clientHeader == "" {
+		clientHeader = DefaultClientHeader
+	}
+	if !validHeaderName(clientHeader) {
+		return nil, fmt.Errorf("tokenauth: invalid clientHeader %q", clientHeader)
+	}
+	if strings.EqualFold(clientHeader, "Authorization") || strings.EqualFold(clientHeader, "X-Api-Key") {
+		return nil, fmt.Errorf("tokenauth: clientHeader cannot be %q", clientHeader)
+	}
+	if config.MaxRequestBodyBytes < 0 {
+		return nil, errors.New("tokenauth: maxRequestBodyBytes cannot be negative")
+	}
+	if hasControl(config.UpstreamAuthorization) {
+		return nil, errors.New("tokenauth: upstreamAuthorization contains control characters")
+	}
+
+	entries, problems := parseTokens(config.Tokens)
+	for _, p := range problems {
+		fmt.Fprintf(os.Stderr, "tokenauth: middleware %s: %s; entry ignored\n", name, p)
+	}
+	fmt.Fprintf(os.Stdout, "tokenauth: middleware %s: %d token entries active, %d ignored\n", name, len(entries), len(problems))
+
+	return &TokenAuth{
+		next:         next,
+		name:         name,
+		entries:      entries,
+		upstream:     config.UpstreamAuthorization,
+		clientHeader: clientHeader,
+		maxBody:      config.MaxRequestBodyBytes,
+	}, nil
+}
+
+// parseTokens returns the valid entries and one message per invalid one.
+// Messages name the entry by index and name, never repeat the hash.
+func parseTokens(tokens []Token) ([]entry, []string) {
+	entries := make([]entry, 0, len(tokens))
+	var problems []string
+	owner := make(map[string]string, len(tokens))
+	for i, t := range tokens {
+		e, err := parseToken(t)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("tokens[%d] (name %q): %s", i, t.Name, err.Error()))
+			continue
+		}
+		key := string(e.hash)
+		if other, dup := owner[key]; dup && other != e.name {
+			problems = append(problems, fmt.Sprintf("tokens[%d] (name %q): same sha256 as an entry named %q", i, t.Name, other))
+			continue
+		}
+		owner[key] = e.name
+		entries = append(entries, e)
+	}
+	return entries, problems
+}
+
+func parseToken(t Token) (entry, error) {
+	name := strings.TrimSpace(t.Name)
+	if name == "" {
+		return entry{}, errors.New("empty name")
+	}
+	if hasControl(name) {
+		return entry{}, errors.New("name contains control characters")
+	}
+	sum := strings.ToLower(strings.TrimSpace(t.SHA256))
+	if len(sum) != 2*sha256.Size {
+		return entry{}, fmt.Errorf("sha256 must be %d hex characters, got %d", 2*sha256.Size, len(sum))
+	}
+	hash, err := hex.DecodeString(sum)
+	if err != nil {
+		return entry{}, errors.New("sha256 is not hex")
+	}
+	expires, err := parseExpires(t.Expires)
+	if err != nil {
+		return entry{}, err
+	}
+	return entry{name: name, hash: hash, expires: expires}, nil
+}
+
+// parseExpires accepts RFC 3339 ("2026-01-31T00:00:00Z") and the same with a
+// space for the "T" (how Python prints a datetime, e.g. a YAML timestamp that
+// went through Ansible's `string` filter). Empty means never.
+func parseExpires(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err == nil {
+		return t, nil
+	}
+	t, err2 := time.Parse("2006-01-02 15:04:05Z07:00", s)
+	if err2 == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("expires %q is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)", s)
+}
+
+func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	token := extractToken(req.Header)
+	if token == "" {
+		rw.Header().Set("WWW-Authenticate", challenge)
+		writeError(rw, http.StatusUnauthorized, bodyMissing)
+		return
+	}
+
+	name, ok := a.match(token, time.Now())
+	if !ok {
+		writeError(rw, http.StatusForbidden, bodyInvalid)
+		return
+	}
+
+	if !a.bodyWithinLimit(rw, req) {
+		return
+	}
+
+	req.Header.Del("X-Api-Key")
+	req.Header.Del(a.clientHeader)
+	if a.upstream == "" {
+		req.Header.Del("Authorization")
+	} else {
+		req.Header.Set("Authorization", a.upstream)
+	}
+	req.Header.Set(a.clientHeader, name)
+
+	a.next.ServeHTTP(rw, req)
+}
+
+// bodyWithinLimit enforces maxRequestBodyBytes, answering 413 (or 400 for an
+// unreadable body) itself and returning false when the request must stop.
+func (a *TokenAuth) bodyWithinLimit(rw http.ResponseWriter, req *http.Request) bool {
+	if a.maxBody <= 0 || req.Body == nil || req.Body == http.NoBody {
+		return true
+	}
+	if req.ContentLength > a.maxBody {
+		writeError(rw, http.StatusRequestEntityTooLarge, bodyTooBig)
+		return false
+	}
+	if req.ContentLength >= 0 {
+		return true
+	}
+	buf, err := io.ReadAll(io.LimitReader(req.Body, a.maxBody+1))
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, bodyBroken)
+		return false
+	}
+	if int64(len(buf)) > a.maxBody {
+		writeError(rw, http.StatusRequestEntityTooLarge, bodyTooBig)
+		return false
+	}
+	// Forward what was read with a fixed length, no longer chunked.
+	req.Body = io.NopCloser(bytes.NewReader(buf))
+	req.ContentLength = int64(len(buf))
+	req.TransferEncoding = nil
+	req.Header.Del("Transfer-Encoding")
+	return true
+}
+
+// match compares the token's hash with every entry (no early exit) and
+// returns the name of the first matching entry that has not expired at now.
+func (a *TokenAuth) match(token string, now time.Time) (string, bool) {
+	sum := sha256.Sum256([]byte(token))
+	presented := sum[:]
+
+	found := false
+	name := ""
+	for i := range a.entries {
+		e := &a.entries[i]
+		same := subtle.ConstantTimeCompare(presented, e.hash) == 1
+		live := e.expires.IsZero() || now.Before(e.expires)
+		if same && live && !found {
+			found = true
+			name = e.name
+		}
+	}
+	return name, found
+}
+
+// extractToken returns the bearer token from Authorization (scheme matched
+// case-insensitively, surrounding spaces ignored) or else the x-api-key
+// value; "" when neither carries a token.
+func extractToken(h http.Header) string {
+	if auth := strings.TrimSpace(h.Get("Authorization")); auth != "" {
+		if i := strings.IndexAny(auth, " \t"); i > 0 && strings.EqualFold(auth[:i], "Bearer") {
+			if token := strings.TrimSpace(auth[i+1:]); token != "" {
+				return token
+			}
+		}
+	}
+	return strings.TrimSpace(h.Get("X-Api-Key"))
+}
+
+func writeError(rw http.ResponseWriter, status int, body string) {
+	h := rw.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	rw.WriteHeader(status)
+	_, _ = rw.Write([]byte(body + "\n"))
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeaderName reports whether s is an RFC 7230 token. (Plain ifs: Yaegi
+// mis-evaluates a tagless switch whose case lists several conditions.)
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' {
+			continue
+		}
+		if r >= 'A' && r <= 'Z' {
+			continue
+		}
+		if r >= '0' && r <= '9' {
+			continue
+		}
+		if strings.ContainsRune(headerPunct, r) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+const headerPunct = "!#$%&'*+-.^_|~`"

@@ -1,0 +1,565 @@
+"""The Ollama API test double (tests/ollama_double/) against the official client.
+
+The double is started as a subprocess under the target interpreter
+(/usr/bin/python3, standard library only) on a free loopback port with a
+throw-away OLLAMA_MODELS, and driven with the pinned `ollama` Python client,
+whose pydantic response types reject wrongly shaped replies. The packaging
+function is checked for the release layout and for reproducibility.
+"""
+import contextlib
+import hashlib
+import http.client
+import importlib.util
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import types
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+ollama = pytest.importorskip("ollama")
+
+ROOT = Path(__file__).resolve().parents[2]
+DOUBLE_DIR = ROOT / "tests" / "ollama_double"
+SCRIPT = DOUBLE_DIR / "ollama"
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+MODEL = "qwen2.5-coder:7b-instruct"
+BIG = "qwen2.5-coder:32b-instruct"
+REPLY = "[ollama-test-double {model}] You said: {said}"
+
+
+def _load(name, path):
+    """Import a file as a module without leaving __pycache__ behind."""
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    source = loader.get_data(str(path)).decode()
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module
+
+
+double = _load("ollama_double_script", SCRIPT)
+package = _load("ollama_double_package", DOUBLE_DIR / "package.py")
+VERSION = double.VERSION
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Double:
+    """One running `ollama serve` of the test double."""
+
+    def __init__(self, models_dir, **extra_env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+        self.env.update(OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=str(models_dir), **extra_env)
+        self.proc = subprocess.Popen([PYTHON, "-B", str(SCRIPT), "serve"], env=self.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise RuntimeError("test double did not start:\n" + self.proc.communicate()[1])
+                time.sleep(0.02)
+        self.client = ollama.Client(host=self.url)
+
+    def stop(self):
+        """SIGTERM; returns (exit code, stderr)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError("test double ignored SIGTERM:\n" + err)
+        return self.proc.returncode, err
+
+    def raw(self, method, path, body=None, data=None):
+        """(status, headers, body bytes) without the client's validation."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            if body is not None:
+                data = json.dumps(body).encode()
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = Double(tmp_path_factory.mktemp("models"), OLLAMA_MAX_LOADED_MODELS="0")
+    d.client.pull(MODEL)
+    d.client.pull(BIG)
+    yield d
+    code, err = d.stop()
+    assert code == 0, err
+
+
+@pytest.fixture
+def client(server):
+    return server.client
+
+
+def expected_reply(model, said):
+    return REPLY.format(model=model, said=said)
+
+
+# --------------------------------------------------------------------------- pure functions
+
+@pytest.mark.parametrize("value, expected", [
+    (None, ("http", "127.0.0.1", 11434)),
+    ("", ("http", "127.0.0.1", 11434)),
+    (":9999", ("http", "127.0.0.1", 9999)),
+    ("0.0.0.0", ("http", "0.0.0.0", 11434)),
+    ("10.1.2.3:8080", ("http", "10.1.2.3", 8080)),
+    ("http://example.com", ("http", "example.com", 80)),
+    ("https://example.com", ("https", "example.com", 443)),
+    ("http://127.0.0.1:5000/", ("http", "127.0.0.1", 5000)),
+    ("[::1]:7000", ("http", "::1", 7000)),
+])
+def test_ollama_host_forms(value, expected):
+    assert double.parse_host(value) == expected
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("5m", 300), ("1h30m", 5400), ("300ms", 0.3), (30, 30), ("45", 45), (0, 0), ("0", 0),
+    ("-1", None), (-1, None), ("-1m", None),
+])
+def test_keep_alive_parsing(value, seconds):
+    got = double.parse_keep_alive(value)
+    assert got == seconds if seconds is None else math.isclose(got, seconds)
+
+
+@pytest.mark.parametrize("bad", ["5x", "m", "", "1h-3m"])
+def test_keep_alive_rejects_garbage(bad):
+    with pytest.raises(ValueError):
+        double.parse_keep_alive(bad)
+
+
+@pytest.mark.parametrize("raw, display", [
+    ("qwen2.5-coder:7b-instruct", "qwen2.5-coder:7b-instruct"),
+    ("llama3.2", "llama3.2:latest"),
+    ("library/llama3.2", "llama3.2:latest"),
+    ("registry.ollama.ai/library/llama3.2:1b", "llama3.2:1b"),
+    ("someone/model", "someone/model:latest"),
+    ("hf.co/org/repo:Q4_K_M", "hf.co/org/repo:Q4_K_M"),
+])
+def test_name_normalisation(raw, display):
+    assert double.Name(raw).display == display
+
+
+@pytest.mark.parametrize("bad", ["", "a/b/c/d", "bad name", "x:", ":tag"])
+def test_invalid_names(bad):
+    with pytest.raises(ValueError):
+        double.Name(bad)
+
+
+@pytest.mark.parametrize("name, size, quant, low, high", [
+    ("qwen2.5-coder:7b-instruct", "7.6B", "Q4_K_M", 4.3e9, 5.0e9),
+    ("qwen2.5-coder:32b-instruct", "32.8B", "Q4_K_M", 19e9, 21e9),
+    ("qwen2.5:0.5b", "494.03M", "Q4_K_M", 0.25e9, 0.45e9),
+    ("qwen2.5-coder:7b-instruct-q8_0", "7.6B", "Q8_0", 7.8e9, 8.6e9),
+    ("llama3.1:8b", "8.0B", "Q4_K_M", 4.5e9, 5.3e9),
+])
+def test_synthetic_sizes_are_plausible(name, size, quant, low, high):
+    rec = double.synth_model(double.Name(name))
+    assert (rec["parameter_size"], rec["quantization_level"]) == (size, quant)
+    assert low < rec["size"] < high
+    assert rec["digest"] == hashlib.sha256(double.Name(name).display.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_version_reports_server_and_client():
+    free = free_port()  # nothing listens there
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{free}"}
+    for flag in ("--version", "-v"):
+        out = subprocess.run([PYTHON, "-B", str(SCRIPT), flag], env=env, capture_output=True,
+                             text=True, timeout=10)
+        assert out.returncode == 0
+        assert out.stdout.splitlines() == ["Warning: could not connect to a running Ollama instance",
+                                           f"Warning: client version is {VERSION}"]
+
+
+def test_cli_version_with_server_running(server):
+    out = subprocess.run([PYTHON, "-B", str(SCRIPT), "--version"], env=server.env,
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and out.stdout == f"ollama version is {VERSION}\n"
+
+
+def test_cli_list_and_unknown_command(server):
+    out = subprocess.run([PYTHON, "-B", str(SCRIPT), "list"], env=server.env,
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0
+    assert out.stdout.splitlines()[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    assert MODEL in out.stdout
+    bad = subprocess.run([PYTHON, "-B", str(SCRIPT), "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "unknown command" in bad.stderr
+
+
+# --------------------------------------------------------------------------- basic HTTP
+
+def test_root_and_version(server):
+    status, headers, body = server.raw("GET", "/")
+    assert (status, body) == (200, b"Ollama is running")
+    status, headers, body = server.raw("HEAD", "/")
+    assert status == 200 and body == b"" and headers["Content-Length"] == "17"
+    status, _, body = server.raw("GET", "/api/version")
+    assert status == 200 and json.loads(body) == {"version": VERSION}
+
+
+def test_unknown_path_and_bad_json(server):
+    assert server.raw("GET", "/api/nope")[::2] == (404, b"404 page not found")
+    assert server.raw("GET", "/api/chat")[0] == 404  # wrong method, like gin
+    status, _, body = server.raw("POST", "/api/chat", data=b"{not json")
+    assert status == 400 and "error" in json.loads(body)
+    status, _, body = server.raw("POST", "/api/show", data=b"")
+    assert status == 400 and json.loads(body) == {"error": "missing request body"}
+    status, _, body = server.raw("POST", "/api/pull", body={"model": "bad name!"})
+    assert status == 400 and json.loads(body)["error"] == "invalid model name"
+
+
+def test_no_nagle_delay_on_keep_alive_connection(server):
+    """With Nagle on, header and body writes cost ~40 ms per response."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    payload = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+                          "stream": False}).encode()
+    start = time.monotonic()
+    for _ in range(25):
+        conn.request("POST", "/api/chat", body=payload, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["done"] is True
+    elapsed = time.monotonic() - start
+    conn.close()
+    assert elapsed < 0.5, f"25 requests took {elapsed:.3f}s on one connection"
+
+
+# --------------------------------------------------------------------------- pull / list / show
+
+def test_pull_stream_progress(tmp_path):
+    d = Double(tmp_path)
+    try:
+        events = list(d.client.pull(MODEL, stream=True))
+    finally:
+        assert d.stop()[0] == 0
+    statuses = [e.status for e in events]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    progress = [e for e in events if e.digest]
+    assert progress and all(e.status == f"pulling {e.digest[7:19]}" for e in progress)
+    assert all(e.digest.startswith("sha256:") and e.total > 0 and 0 <= e.completed <= e.total
+               for e in progress)
+    assert any(0 < e.completed < e.total for e in progress), "no intermediate progress"
+    totals = {e.digest: e.total for e in progress}
+    assert {e.digest for e in progress if e.completed == e.total} == set(totals)
+
+
+def test_pull_is_idempotent_and_keeps_modified_at(client):
+    before = {m.model: m for m in client.list().models}
+    assert client.pull(MODEL).status == "success"
+    again = list(client.pull(MODEL, stream=True))
+    assert again[-1].status == "success"
+    after = {m.model: m for m in client.list().models}
+    assert after[MODEL].modified_at == before[MODEL].modified_at
+    assert after[MODEL].digest == before[MODEL].digest == hashlib.sha256(MODEL.encode()).hexdigest()
+
+
+def test_pull_defaults_tag_to_latest(client):
+    assert client.pull("all-minilm").status == "success"
+    names = [m.model for m in client.list().models]
+    assert "all-minilm:latest" in names and "all-minilm" not in names
+    assert client.show("all-minilm").capabilities == ["embedding"]
+
+
+def test_pull_of_a_model_the_registry_lacks(client):
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("nonexistent-model")
+    assert e.value.status_code == 500 and "file does not exist" in e.value.error
+    with pytest.raises(ollama.ResponseError):
+        list(client.pull("nonexistent-model", stream=True))
+
+
+def test_list_shape(server, client):
+    models = {m.model: m for m in client.list().models}
+    small, big = models[MODEL], models[BIG]
+    assert small.details.parameter_size == "7.6B" and big.details.parameter_size == "32.8B"
+    assert small.details.family == "qwen2" and small.details.format == "gguf"
+    assert small.details.quantization_level == "Q4_K_M"
+    assert 4e9 < small.size < 5.5e9 and 18e9 < big.size < 22e9
+    assert small.modified_at.tzinfo is not None
+    raw = json.loads(server.raw("GET", "/api/tags")[2])["models"]
+    for m in raw:  # keys the client does not model, e.g. "name" used by the ansible role
+        assert m["name"] == m["model"]
+        assert set(m["details"]) == {"format", "family", "families", "parameter_size",
+                                     "quantization_level", "parent_model"}
+
+
+def test_show_by_model_and_by_name(server, client):
+    info = client.show(MODEL)
+    assert info.modelinfo["general.architecture"] == "qwen2"
+    assert info.modelinfo["qwen2.context_length"] == 32768
+    assert "completion" in info.capabilities
+    assert info.details.parameter_size == "7.6B"
+    assert info.modelfile.startswith('# Modelfile generated by "ollama show"')
+    assert "<|im_start|>" in info.template and "tools" in info.template.lower()
+    assert 'stop' in info.parameters
+    status, _, body = server.raw("POST", "/api/show", body={"name": MODEL})  # LiteLLM's form
+    assert status == 200 and json.loads(body)["model_info"] == info.modelinfo
+
+
+def test_show_unknown_is_404(client):
+    with pytest.raises(ollama.ResponseError) as e:
+        client.show("no-such-model")
+    assert e.value.status_code == 404 and e.value.error == "model 'no-such-model' not found"
+
+
+# --------------------------------------------------------------------------- chat / generate
+
+def test_chat_non_stream(client):
+    msgs = [{"role": "system", "content": "be terse"}, {"role": "user", "content": "hello   world"}]
+    r = client.chat(model=MODEL, messages=msgs)
+    want = expected_reply(MODEL, "hello world")
+    assert r.message.role == "assistant" and r.message.content == want
+    assert r.done is True and r.done_reason == "stop"
+    assert r.eval_count == len(want.split()) and r.prompt_eval_count == 4
+    assert r.total_duration >= r.load_duration > 0 and r.eval_duration > 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", r.created_at)
+
+
+def test_chat_stream(client):
+    chunks = list(client.chat(model=MODEL, messages=[{"role": "user", "content": "stream me"}],
+                              stream=True))
+    want = expected_reply(MODEL, "stream me")
+    assert [c.done for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert "".join(c.message.content for c in chunks) == want
+    final = chunks[-1]
+    assert final.message.content == "" and final.done_reason == "stop"
+    assert final.eval_count == len(chunks) - 1 == len(want.split())
+
+
+def test_chat_num_predict_and_stop(client):
+    long = "word " * 300
+    r = client.chat(model=MODEL, messages=[{"role": "user", "content": long}],
+                    options={"num_predict": 5})
+    assert r.done_reason == "length" and r.eval_count == 5
+    assert r.message.content == " ".join(expected_reply(MODEL, "x").split()[:4] + ["word"])
+    letters = "abcdefghij" * 50
+    full = client.chat(model=MODEL, messages=[{"role": "user", "content": letters}])
+    assert full.message.content == expected_reply(MODEL, letters[:200] + "...")  # echo capped
+    stopped = client.chat(model=MODEL, messages=[{"role": "user", "content": "a STOP b"}],
+                          options={"stop": ["STOP"]})
+    assert stopped.message.content == expected_reply(MODEL, "a") + " "
+
+
+def test_chat_json_formats(client):
+    r = client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}], format="json")
+    assert json.loads(r.message.content) == {"ollama_test_double": MODEL, "you_said": "hi"}
+    schema = {"type": "object", "properties": {"age": {"type": "integer"},
+                                               "ok": {"type": "boolean"}}, "required": ["age", "ok"]}
+    r = client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}], format=schema)
+    assert json.loads(r.message.content) == {"age": 0, "ok": False}
+
+
+def test_chat_unknown_model_is_404(client):
+    for stream in (False, True):
+        with pytest.raises(ollama.ResponseError) as e:
+            r = client.chat(model="nope:1b", messages=[{"role": "user", "content": "x"}], stream=stream)
+            if stream:
+                list(r)
+        assert e.value.status_code == 404
+        assert e.value.error == 'model "nope:1b" not found, try pulling it first'
+
+
+def test_generate(client):
+    r = client.generate(model=MODEL, prompt="why is the sky blue?")
+    want = expected_reply(MODEL, "why is the sky blue?")
+    assert r.response == want and r.done and r.done_reason == "stop" and r.context
+    chunks = list(client.generate(model=MODEL, prompt="why is the sky blue?", stream=True))
+    assert "".join(c.response for c in chunks) == want and chunks[-1].done
+    assert chunks[-1].eval_count == len(want.split())
+
+
+def test_ps_load_unload_and_keep_alive(client):
+    client.generate(model=BIG, prompt="", keep_alive=0)  # make sure it starts unloaded
+    assert BIG not in [m.model for m in client.ps().models]
+    client.chat(model=MODEL, messages=[{"role": "user", "content": "load me"}], keep_alive="10m")
+    running = {m.model: m for m in client.ps().models}
+    assert MODEL in running
+    m = running[MODEL]
+    now = datetime.now(timezone.utc)
+    assert timedelta(minutes=9) < m.expires_at - now <= timedelta(minutes=10)
+    assert m.size_vram > 0 and m.size > 4e9
+    assert m.details.parameter_size == "7.6B" and m.context_length == 4096
+
+    loaded = client.generate(model=BIG, prompt="", keep_alive=-1)  # the role's preload
+    assert loaded.done and loaded.done_reason == "load" and loaded.response == ""
+    running = {m.model: m for m in client.ps().models}
+    assert running[BIG].expires_at.year > 2200
+    assert list(running)[0] == BIG  # sorted by expiry, latest first
+
+    unloaded = client.chat(model=BIG, messages=[], keep_alive=0)
+    assert unloaded.done_reason == "unload" and unloaded.message.content == ""
+    assert BIG not in [m.model for m in client.ps().models]
+
+
+def test_max_loaded_models_evicts_least_recently_used(tmp_path):
+    d = Double(tmp_path, OLLAMA_MAX_LOADED_MODELS="1", OLLAMA_KEEP_ALIVE="1h")
+    try:
+        d.client.pull(MODEL)
+        d.client.pull(BIG)
+        d.client.generate(model=MODEL, prompt="")
+        d.client.generate(model=BIG, prompt="")
+        assert [m.model for m in d.client.ps().models] == [BIG]
+    finally:
+        assert d.stop()[0] == 0
+
+
+def test_embed(client):
+    client.pull("all-minilm")
+    a = client.embed(model="all-minilm", input=["alpha", "beta"])
+    b = client.embed(model="all-minilm", input="alpha")
+    assert len(a.embeddings) == 2 and len(a.embeddings[0]) == 384
+    assert b.embeddings[0] == a.embeddings[0] and a.embeddings[0] != a.embeddings[1]
+    assert math.isclose(sum(v * v for v in a.embeddings[0]), 1.0, rel_tol=1e-9)
+    with pytest.raises(ollama.ResponseError) as e:
+        client.chat(model="all-minilm", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 400
+
+
+# --------------------------------------------------------------------------- create / copy / delete
+
+def test_create_copy_delete(server, client):
+    events = list(client.create(model="ccproxy-test", from_=MODEL, system="Be brief.",
+                                parameters={"num_ctx": 8192}, stream=True))
+    assert events[-1].status == "success" and events[-2].status == "writing manifest"
+    assert any(e.status.startswith("using existing layer sha256:") for e in events)
+    assert any(e.status.startswith("creating new layer sha256:") for e in events)
+    shown = client.show("ccproxy-test")
+    assert 'SYSTEM """Be brief."""' in shown.modelfile and "PARAMETER num_ctx 8192" in shown.modelfile
+    assert shown.details.parent_model == MODEL
+
+    assert client.copy("ccproxy-test", "ccproxy-copy:v1").status == "success"
+    models = {m.model: m for m in client.list().models}
+    assert models["ccproxy-copy:v1"].digest == models["ccproxy-test:latest"].digest
+    reply = client.chat(model="ccproxy-copy:v1", messages=[{"role": "user", "content": "hi"}])
+    assert reply.message.content == expected_reply("ccproxy-copy:v1", "hi")
+
+    assert client.create(model="ccproxy-nostream", from_=MODEL).status == "success"
+    for name in ("ccproxy-test", "ccproxy-copy:v1", "ccproxy-nostream"):
+        assert client.delete(name).status == "success"
+    left = [m.model for m in client.list().models]
+    assert not [n for n in left if n.startswith("ccproxy-")]
+    assert not list(Path(server.env["OLLAMA_MODELS"], "manifests").rglob("ccproxy-*"))
+
+    for call in (lambda: client.delete("ccproxy-test"),
+                 lambda: client.copy("ccproxy-test", "x"),
+                 lambda: client.create(model="y", from_="ccproxy-test")):
+        with pytest.raises(ollama.ResponseError) as e:
+            call()
+        assert e.value.status_code == 404
+
+
+# --------------------------------------------------------------------------- persistence, signals, delay
+
+def test_registry_survives_restart(tmp_path):
+    d = Double(tmp_path)
+    try:
+        d.client.pull(MODEL)
+        d.client.generate(model=MODEL, prompt="")
+        first = {m.model: m for m in d.client.list().models}
+    finally:
+        code, err = d.stop()
+    assert code == 0 and "Listening on 127.0.0.1" in err and "server stopped" in err
+    manifest = tmp_path / "manifests/registry.ollama.ai/library/qwen2.5-coder/7b-instruct"
+    assert json.loads(manifest.read_text())["schemaVersion"] == 2
+
+    d = Double(tmp_path, OLLAMA_TEST_DOUBLE_DELAY_MS="150")
+    try:
+        start = time.monotonic()
+        again = {m.model: m for m in d.client.list().models}
+        assert time.monotonic() - start >= 0.15
+        assert again == first
+        assert d.client.ps().models == []  # nothing stays loaded across a restart
+    finally:
+        assert d.stop()[0] == 0
+
+
+def test_port_in_use_fails_fast(server):
+    env = dict(server.env)
+    out = subprocess.run([PYTHON, "-B", str(SCRIPT), "serve"], env=env, capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 1 and f"listen tcp 127.0.0.1:{server.port}" in out.stderr
+
+
+# --------------------------------------------------------------------------- packaging
+
+def _sums(out_dir):
+    return dict(reversed(line.split("  ", 1)) for line in (out_dir / "sha256sum.txt").read_text().splitlines())
+
+
+def test_release_archive_layout_and_checksum(tmp_path):
+    out = tmp_path / "ollama" / "v0.12.6"
+    archive = package.build_release(out, "0.12.6")
+    assert archive == out / "ollama-linux-amd64.tgz"
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert (out / "sha256sum.txt").read_text() == f"{digest}  ./ollama-linux-amd64.tgz\n"
+    subprocess.run(["sha256sum", "-c", "--quiet", "sha256sum.txt"], cwd=out, check=True)
+
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert list(members) == ["bin/ollama", "lib/ollama", "lib/ollama/README-TEST-DOUBLE.txt"]
+        assert members["bin/ollama"].mode == 0o755 and members["lib/ollama"].isdir()
+        assert all(m.uid == 0 and m.gid == 0 and m.mtime == package.DEFAULT_EPOCH
+                   for m in members.values())
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp_path / "x", **extra)
+    binary = tmp_path / "x" / "bin" / "ollama"
+    assert os.access(binary, os.X_OK)
+    assert 'VERSION = "0.12.6"' in binary.read_text() and "TEST DOUBLE" in binary.read_text()
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{free_port()}"}
+    out_v = subprocess.run([str(binary), "--version"], env=env, capture_output=True, text=True, timeout=10)
+    assert out_v.returncode == 0 and "client version is 0.12.6" in out_v.stdout
+
+
+def test_release_archive_is_reproducible_and_checksums_accumulate(tmp_path):
+    a = package.build_release(tmp_path / "a", "v0.12.6")
+    time.sleep(1.1)  # a wall-clock mtime would now differ
+    b = package.build_release(tmp_path / "b", "0.12.6")
+    assert a.read_bytes() == b.read_bytes()
+    arm = package.build_release(tmp_path / "a", "0.12.6", arch="arm64")
+    sums = _sums(tmp_path / "a")
+    assert set(sums) == {"./ollama-linux-amd64.tgz", "./ollama-linux-arm64.tgz"}
+    assert sums["./ollama-linux-arm64.tgz"] == hashlib.sha256(arm.read_bytes()).hexdigest()
+    assert sums["./ollama-linux-amd64.tgz"] == hashlib.sha256(a.read_bytes()).hexdigest()
+    again = package.build_release(tmp_path / "a", "0.12.7")  # replaces, does not duplicate
+    sums = _sums(tmp_path / "a")
+    assert len(sums) == 2 and sums["./ollama-linux-amd64.tgz"] == hashlib.sha256(again.read_bytes()).hexdigest()
+    with pytest.raises(ValueError):
+        package.build_release(tmp_path / "c", "0.12.6", arch="riscv64")
+
+
+def test_stamp_version_refuses_a_source_without_the_marker():
+    with pytest.raises(ValueError):
+        package.stamp_version("print('no version here')\n", "1.0.0")

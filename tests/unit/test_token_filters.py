@@ -1,0 +1,88 @@
+"""The token filters behind init-secrets.yml, site.yml and rotate-token.yml."""
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+import ccproxy_tokens as t  # noqa: E402
+
+NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+
+def test_new_tokens_are_256_bit_urlsafe_and_distinct():
+    tokens = {t.new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    for token in tokens:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+
+
+def test_hash_is_what_the_edge_reads():
+    token = t.new_token()
+    digest = t.token_hash(token)
+    assert digest == hashlib.sha256(token.encode()).hexdigest()
+    # Same shape the Traefik validator and the plugin accept.
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+
+
+def test_hash_refuses_empty():
+    with pytest.raises(AnsibleFilterError):
+        t.token_hash("")
+
+
+def test_rotate_all_sets_grace_and_appends_new():
+    tokens = [{"name": "a", "token": "A" * 43}, {"name": "b", "token": "B" * 43, "expires": ""}]
+    out = t.rotate_tokens(tokens, [], NOW, 86400)
+    assert [e["name"] for e in out] == ["a", "b", "a", "b"]
+    assert out[0]["expires"] == out[1]["expires"] == "2027-01-16T08:00:00Z"
+    assert out[2]["expires"] == out[3]["expires"] == ""
+    assert out[2]["token"] not in ("A" * 43, "B" * 43)
+    assert tokens[0].get("expires") is None, "input must not be mutated"
+
+
+def test_rotate_one_client_leaves_others():
+    tokens = [{"name": "a", "token": "A" * 43}, {"name": "b", "token": "B" * 43}]
+    out = t.rotate_tokens(tokens, ["b"], NOW, 20)
+    assert out[0] == {"name": "a", "token": "A" * 43}
+    assert out[1]["expires"] == "2027-01-15T08:00:20Z"
+    assert [e["name"] for e in out] == ["a", "b", "b"]
+
+
+def test_rotate_prunes_expired_and_keeps_earlier_expiry():
+    tokens = [
+        {"name": "a", "token": "old", "expires": "2027-01-15T07:59:59Z"},   # expired: pruned
+        {"name": "a", "token": "mid", "expires": "2027-01-15T08:00:10Z"},   # sooner than grace: kept as is
+        {"name": "a", "token": "cur", "expires": ""},
+    ]
+    out = t.rotate_tokens(tokens, ["a"], NOW, 60)
+    assert [e["token"] for e in out][:2] == ["mid", "cur"]
+    assert out[0]["expires"] == "2027-01-15T08:00:10Z"
+    assert out[1]["expires"] == "2027-01-15T08:01:00Z"
+    assert out[2]["expires"] == ""
+
+
+def test_rotate_unknown_client_fails():
+    with pytest.raises(AnsibleFilterError, match="nosuch"):
+        t.rotate_tokens([{"name": "a", "token": "x"}], ["nosuch"], NOW, 60)
+
+
+def test_bad_expiry_format_fails():
+    with pytest.raises(AnsibleFilterError, match="UTC"):
+        t.prune_expired([{"name": "a", "token": "x", "expires": "2027-01-15 08:00:00+02:00"}], NOW)
+
+
+def test_current_tokens_is_newest_per_client():
+    tokens = [{"name": "a", "token": "1"}, {"name": "b", "token": "2"}, {"name": "a", "token": "3"}]
+    assert t.current_tokens(tokens) == [{"name": "a", "token": "3"}, {"name": "b", "token": "2"}]
+
+
+def test_new_tokens_one_per_name():
+    out = t.new_tokens(["a", "b"])
+    assert [e["name"] for e in out] == ["a", "b"]
+    assert out[0]["token"] != out[1]["token"]
+    with pytest.raises(AnsibleFilterError):
+        t.new_tokens(["a", "a"])
