@@ -1,0 +1,165 @@
+"""rotate-token.yml under load: zero failed requests, the new token works at
+once, the old one until the grace period ends and 403 after it, a second
+rotation works, the vault stays encrypted, no token in the playbook output."""
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[3]
+GRACE = 20
+
+
+def rotate(gateway):
+    start = time.monotonic()
+    out = subprocess.run(
+        [
+            "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+            "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}",
+            "-e", f"ccproxy_token_grace_seconds={GRACE}",
+            str(ROOT / "playbooks" / "rotate-token.yml"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr, time.monotonic() - start
+
+
+def status(gateway, token):
+    with httpx.Client(verify=gateway.ssl_context(), timeout=10) as c:
+        return c.get(gateway.base_url + "/models", headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+class Load(threading.Thread):
+    """Keeps sending requests with one token until stopped; counts outcomes."""
+
+    def __init__(self, gateway, token):
+        super().__init__(daemon=True)
+        self.gateway, self.token = gateway, token
+        self.stop, self.ok, self.failed = threading.Event(), 0, []
+
+    def run(self):
+        with httpx.Client(verify=self.gateway.ssl_context(), timeout=30) as c:
+            deadline = time.monotonic() + 240  # bounded even if never stopped
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = c.get(self.gateway.base_url + "/models", headers={"Authorization": f"Bearer {self.token}"})
+                    if r.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failed.append(r.status_code)
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+
+
+def vault_entries(gateway):
+    out = subprocess.run(
+        ["ansible-vault", "view", str(gateway.state_dir / "vault.yml")],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout
+    import yaml
+    return yaml.safe_load(out)["ccproxy_client_tokens"]
+
+
+def test_rotation_under_load(gateway):
+    old = {c: gateway.token(c) for c in ("demo", "ci-probe")}
+    assert all(status(gateway, t) == 200 for t in old.values())
+
+    loads = [Load(gateway, old["demo"]) for _ in range(3)] + [Load(gateway, old["ci-probe"])]
+    for load in loads:
+        load.start()
+    time.sleep(1)
+    output, took = rotate(gateway)
+    rotated_at = time.monotonic()
+    time.sleep(1)
+    for load in loads:
+        load.stop.set()
+        load.join()
+    sent = sum(load.ok + len(load.failed) for load in loads)
+    failed = [f for load in loads for f in load.failed]
+
+    new = {c: gateway.token(c) for c in old}
+    metrics = {"rotation_seconds": round(took, 1), "requests_sent": sent, "requests_failed": len(failed)}
+    (gateway.state_dir / "rotation-metrics.json").write_text(json.dumps(metrics) + "\n")
+    print(metrics)
+
+    assert not failed, failed[:10]
+    assert sent > 50
+    for client in old:
+        assert new[client] != old[client]
+        assert status(gateway, new[client]) == 200
+        assert status(gateway, old[client]) == 200, "old token must work during the grace period"
+        assert old[client] not in output and new[client] not in output, "token in playbook output"
+    assert (gateway.state_dir / "vault.yml").read_text().startswith("$ANSIBLE_VAULT;")
+    assert oct((gateway.state_dir / "tokens" / "demo.token").stat().st_mode & 0o777) == "0o600"
+
+    # The grace period ends by itself: no playbook run in between.
+    while status(gateway, old["demo"]) == 200:
+        assert time.monotonic() - rotated_at < GRACE + 15, "old token still accepted long after its grace period"
+        time.sleep(0.5)
+    # Not before it was due: the expiry was set near the start of the run.
+    assert time.monotonic() - rotated_at >= GRACE - took - 1
+    assert status(gateway, old["demo"]) == 403
+    assert status(gateway, new["demo"]) == 200
+
+    # A second rotation works and prunes the expired entries from the vault.
+    output2, _ = rotate(gateway)
+    newer = {c: gateway.token(c) for c in old}
+    for client in old:
+        assert newer[client] not in (old[client], new[client])
+        assert status(gateway, newer[client]) == 200
+        assert status(gateway, new[client]) == 200
+        assert newer[client] not in output2 and new[client] not in output2
+    entries = vault_entries(gateway)
+    tokens_in_vault = {e["token"] for e in entries}
+    assert not tokens_in_vault & set(old.values()), "expired tokens were not pruned"
+    assert set(new.values()) | set(newer.values()) == tokens_in_vault
+
+
+def test_rotated_tokens_only_as_hashes_on_host(host, gateway):
+    dynamic = host.file("/etc/traefik/dynamic/ccproxy.yml").content_string
+    token = gateway.token("demo")
+    assert token not in dynamic
+    import hashlib
+    assert hashlib.sha256(token.encode()).hexdigest() in dynamic
+    assert token not in host.file("/var/log/traefik/access.log").content_string
+
+
+def run_schedule(extra=()):
+    return subprocess.run(
+        [
+            "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+            "-e", "ccproxy_rotation_controller=ccproxy-molecule-rotation",
+            "-e", "ccproxy_rotation_vault_password_file=/root/.ccproxy/vault-password",
+            *extra, str(ROOT / "playbooks" / "schedule-rotation.yml"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_schedule_installs_a_quarterly_timer_and_failures_show(host):
+    """The container stands in for a Linux control node with systemd."""
+    first = run_schedule()
+    assert first.returncode == 0, first.stdout[-3000:]
+    again = run_schedule()
+    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-2000:]
+
+    timer = host.service("ccproxy-rotate-token.timer")
+    assert timer.is_enabled and timer.is_running
+    cal = host.run("systemctl show -p TimersCalendar ccproxy-rotate-token.timer").stdout
+    assert "*-01,04,07,10-01 03:00:00" in cal
+    nxt = host.run("systemd-analyze calendar --iterations=4 '*-01,04,07,10-01 03:00:00'").stdout
+    months = sorted({line.split()[-2].split("-")[1] for line in nxt.splitlines() if "Next elapse" in line or "Iter." in line})
+    assert months == ["01", "04", "07", "10"], nxt
+
+    # This control node has no repo nor ansible: a run fails, and it shows.
+    run = host.run("systemctl start ccproxy-rotate-token.service")
+    assert run.rc != 0
+    assert host.run("systemctl is-failed ccproxy-rotate-token.service").stdout.strip() == "failed"
+    status = host.file("/root/.ccproxy/rotate-token.prom").content_string
+    assert "ccproxy_token_rotation_last_run_success 0" in status
+    assert host.file("/root/.ccproxy/rotate-token.log").contains("rotation finished rc=")
