@@ -75,3 +75,7 @@ demo: venv mirror ## Provision the whole stack into the long-lived container ccp
 .PHONY: demo-destroy
 demo-destroy: ## Remove the ccproxy-demo container
 	scripts/demo.sh destroy
+
+.PHONY: render-macos
+render-macos: venv ## Render every macOS artifact (plists, newsyslog, configs) into build/macos/ through the roles
+	ansible-playbook -i localhost, tests/playbooks/render-macos.yml

@@ -1,19 +1,31 @@
 """End to end through Traefik with the real openai and anthropic SDKs, TLS
-verified against the generated CA. The model backend is the Ollama API test
-double, whose answers name the Ollama model that served them, so each alias
-is checked to reach the model the shared model list maps it to."""
+verified against the generated CA. With the Ollama API test double as the
+backend (the default), answers name the Ollama model that served them, so each
+alias is checked to reach the model the model list maps it to. With a real
+Ollama (CCPROXY_BACKEND=ollama, the macOS workflow) answers are only checked
+to be non-empty."""
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
 import yaml
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-MODELS = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())["ccproxy_models"]
+MODELS_FILE = ROOT / os.environ.get("CCPROXY_MODELS_FILE", "playbooks/group_vars/all/ccproxy.yml")
+MODELS = yaml.safe_load(MODELS_FILE.read_text())["ccproxy_models"]
 ALIASES = [(alias, m["name"]) for m in MODELS for alias in m["aliases"]]
+TEST_DOUBLE = os.environ.get("CCPROXY_BACKEND", "test-double") == "test-double"
+
+
+def answered_by(text, model, prompt=None):
+    """The test double echoes the model and the prompt; a real model just answers."""
+    if not TEST_DOUBLE:
+        return bool(text.strip())
+    return model in text and (prompt is None or prompt in text)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +60,7 @@ def test_chat_completion_reaches_mapped_model(oai, alias, model):
         model=alias, max_tokens=32, messages=[{"role": "user", "content": "ping from openai"}]
     )
     text = resp.choices[0].message.content
-    assert model in text
-    assert "ping from openai" in text
+    assert answered_by(text, model, "ping from openai"), text
     assert resp.usage.completion_tokens > 0
 
 
@@ -61,7 +72,7 @@ def test_chat_completion_streams(oai, alias, model):
     )
     chunks = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len([c for c in chunks if c]) > 1, chunks
-    assert model in "".join(chunks)
+    assert answered_by("".join(chunks), model)
 
 
 def test_stream_is_not_buffered_by_the_edge(oai):
@@ -85,7 +96,7 @@ def test_anthropic_messages(claude, alias, model):
         model=alias, max_tokens=32, messages=[{"role": "user", "content": "hello from anthropic"}]
     )
     text = "".join(b.text for b in msg.content if b.type == "text")
-    assert model in text
+    assert answered_by(text, model), text
     assert msg.role == "assistant"
 
 
@@ -96,7 +107,7 @@ def test_anthropic_messages_stream(claude):
     ) as stream:
         pieces = list(stream.text_stream)
     assert len(pieces) > 1
-    assert model in "".join(pieces)
+    assert answered_by("".join(pieces), model)
 
 
 def test_health_needs_no_token(http):

@@ -134,7 +134,7 @@ def run_schedule(extra=()):
         [
             "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
             "-e", "ccproxy_rotation_controller=ccproxy-molecule-rotation",
-            "-e", "ccproxy_rotation_vault_password_file=/root/.ccproxy/vault-password",
+            "-e", "rotation_schedule_vault_password_file=/root/.ccproxy/vault-password",
             *extra, str(ROOT / "playbooks" / "schedule-rotation.yml"),
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
