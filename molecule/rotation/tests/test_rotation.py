@@ -11,7 +11,12 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[3]
-GRACE = 20
+# The grace period runs from the start of the rotation; the run takes about 10 s
+# on an idle 2-core machine and longer under the load loop.
+GRACE = 45
+# Each load thread sends at most this many requests per second: load that
+# leaves the machine able to run the rotation itself.
+LOAD_RPS = 10
 
 
 def rotate(gateway):
@@ -54,6 +59,7 @@ class Load(threading.Thread):
                         self.failed.append(r.status_code)
                 except httpx.HTTPError as exc:
                     self.failed.append(repr(exc))
+                self.stop.wait(1 / LOAD_RPS)
 
 
 def vault_entries(gateway):
@@ -88,7 +94,7 @@ def test_rotation_under_load(gateway):
     print(metrics)
 
     assert not failed, failed[:10]
-    assert sent > 50
+    assert sent > 100
     for client in old:
         assert new[client] != old[client]
         assert status(gateway, new[client]) == 200
@@ -99,7 +105,7 @@ def test_rotation_under_load(gateway):
 
     # The grace period ends by itself: no playbook run in between.
     while status(gateway, old["demo"]) == 200:
-        assert time.monotonic() - rotated_at < GRACE + 15, "old token still accepted long after its grace period"
+        assert time.monotonic() - rotated_at < GRACE + 5, "old token still accepted long after its grace period"
         time.sleep(0.5)
     # Not before it was due: the expiry was set near the start of the run.
     assert time.monotonic() - rotated_at >= GRACE - took - 1
@@ -133,7 +139,7 @@ def run_schedule(extra=()):
     return subprocess.run(
         [
             "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-            "-e", "ccproxy_rotation_controller=ccproxy-molecule-rotation",
+            "-e", "ccproxy_rotation_controller=" + os.environ.get("CCPROXY_ROTATION_HOST", "ccproxy-molecule-rotation"),
             "-e", "rotation_schedule_vault_password_file=/root/.ccproxy/vault-password",
             *extra, str(ROOT / "playbooks" / "schedule-rotation.yml"),
         ],
@@ -153,7 +159,8 @@ def test_schedule_installs_a_quarterly_timer_and_failures_show(host):
     cal = host.run("systemctl show -p TimersCalendar ccproxy-rotate-token.timer").stdout
     assert "*-01,04,07,10-01 03:00:00" in cal
     nxt = host.run("systemd-analyze calendar --iterations=4 '*-01,04,07,10-01 03:00:00'").stdout
-    months = sorted({line.split()[-2].split("-")[1] for line in nxt.splitlines() if "Next elapse" in line or "Iter." in line})
+    import re
+    months = sorted(set(re.findall(r"(?:Next elapse|Iter\. #\d): \w+ \d{4}-(\d{2})-01 03:00:00", nxt)))
     assert months == ["01", "04", "07", "10"], nxt
 
     # This control node has no repo nor ansible: a run fails, and it shows.
