@@ -9,7 +9,9 @@ requests (after a few warm-ups) and prints p50/p90/p99/mean/max in ms.
 
 Against the demo the backend is the Ollama API test double, so the numbers are
 the gateway's own overhead (TLS, Traefik auth, LiteLLM translation), not model
-inference time.
+inference time. The per-client rate limit (120/min, burst 60 by default) caps
+a run: keep -n under the burst, or raise traefik_rate_limit_average and
+traefik_rate_limit_burst on the demo first.
 """
 import argparse
 import os
@@ -59,6 +61,10 @@ def main():
 
     for _ in range(args.warmup):
         one()
+    try:
+        one()
+    except openai.RateLimitError:
+        raise SystemExit("rate limited: lower -n or raise the demo's traefik_rate_limit_* (see --help)")
     samples = sorted(one() for _ in range(args.n))
     q = statistics.quantiles(samples, n=100)
     print(f"requests={args.n} model={args.model} stream={args.stream}")
