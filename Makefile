@@ -46,9 +46,17 @@ lint: venv ## yamllint, ansible-lint (production profile), syntax check of every
 	  echo "syntax ok: $$p"; \
 	done
 
+PLUGIN_MODULES := $(wildcard roles/traefik/files/plugins-local/src/github.com/ccproxy/*)
+export GOPATH := $(CURDIR)/.cache/go
+export GOCACHE := $(CURDIR)/.cache/go-build
+
 .PHONY: unit
-unit: venv ## pytest: unit tests, Ollama test double, token-auth plugin in real Traefik (no containers)
+unit: venv ## pytest: unit tests, Ollama test double, edge plugins in real Traefik; go test of the plugins (no containers)
 	pytest -q tests/unit tests/plugin
+	@scripts/apt-install.sh go=golang-go
+	@unformatted=$$(gofmt -l $(PLUGIN_MODULES)); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt: not formatted: $$unformatted"; exit 1; fi
+	@for m in $(PLUGIN_MODULES); do (cd $$m && go vet ./... && go test ./...) || exit 1; done
 
 .PHONY: molecule
 molecule: venv mirror ## Every Molecule scenario: create, converge, idempotence, verify, destroy

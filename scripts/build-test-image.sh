@@ -17,16 +17,7 @@ PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certific
 
 log() { echo "build-test-image: $*" >&2; }
 
-need=()
-for cmd in podman runc debootstrap; do
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]} with apt"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${need[@]}" >&2
-fi
+"$(dirname "$0")/apt-install.sh" podman runc debootstrap
 
 ca_files=$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)
 inputs_hash=$( { cat "$0"; echo "$MIRROR $PACKAGES"; for f in $ca_files; do cat "$f"; done; } | sha256sum | cut -c1-12)

@@ -20,14 +20,16 @@ destroy() {
 up() {
   local image
   image=$(scripts/build-test-image.sh)
-  # Reuse a running demo; replace one that is stopped or built from an older image.
+  # Reuse a running demo; replace one that is stopped, built from an older
+  # image or made without NET_ADMIN (LiteLLM's egress rules need it).
   if podman container exists "$NAME" \
-     && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}}' "$NAME")" != "$image true" ]; then
+     && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}} {{.HostConfig.CapAdd}}' "$NAME")" \
+          != "$image true [CAP_NET_ADMIN]" ]; then
     destroy
   fi
   if ! podman container exists "$NAME"; then
     podman run -d --name "$NAME" --hostname "$NAME" \
-      --runtime runc --systemd=always \
+      --runtime runc --systemd=always --cap-add NET_ADMIN \
       --ulimit nofile=16384:16384 --ulimit nproc=8192:8192 \
       -v "$MIRROR:/srv/ccproxy-mirror:ro" \
       -p "127.0.0.1:$PORT:8080" \

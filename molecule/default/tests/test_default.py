@@ -38,19 +38,38 @@ def test_public_port_speaks_tls(host):
 
 
 @pytest.mark.parametrize(
-    "path,owner",
+    "path,owner,group,mode",
     [
-        ("/etc/ccproxy/litellm/litellm.env", "root"),
-        ("/etc/traefik/dynamic/ccproxy.yml", "traefik"),
-        ("/etc/traefik/tls/server.key", "traefik"),
-        ("/etc/traefik/tls/ca.key", "root"),
+        # Read by systemd (root) as the unit's EnvironmentFile.
+        ("/etc/ccproxy/litellm/litellm.env", "root", "litellm", 0o600),
+        # Read by the service itself: root's, readable by its group only.
+        ("/etc/traefik/dynamic/ccproxy.yml", "root", "traefik", 0o640),
+        ("/etc/traefik/tls/server.key", "root", "traefik", 0o640),
     ],
 )
-def test_secret_files_are_0600(host, path, owner):
+def test_secret_files(host, path, owner, group, mode):
     f = host.file(path)
     assert f.exists
-    assert f.mode == 0o600
-    assert f.user == owner
+    assert (f.user, f.group, f.mode) == (owner, group, mode)
+
+
+@pytest.mark.parametrize("unit,limit", [("traefik", 3.0), ("litellm", 3.0), ("ollama", 5.0)])
+def test_unit_hardening(host, unit, limit):
+    out = host.run(f"systemd-analyze security {unit} --no-pager").stdout
+    exposure = float(out.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])
+    assert exposure <= limit, out
+
+
+def test_units_apply_their_sandbox(host):
+    """Settings a container might silently not apply: the services really run
+    in their own user and mount namespaces, without capabilities."""
+    for unit in ("traefik", "litellm"):
+        pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+        assert host.run(f"readlink /proc/{pid}/ns/user").stdout != host.run("readlink /proc/1/ns/user").stdout
+        assert host.run(f"readlink /proc/{pid}/ns/mnt").stdout != host.run("readlink /proc/1/ns/mnt").stdout
+        status = host.file(f"/proc/{pid}/status").content_string
+        assert "CapEff:\t0000000000000000" in status
+        assert "NoNewPrivs:\t1" in status
 
 
 def test_no_secret_in_unit_files(host):
@@ -78,3 +97,49 @@ def test_access_log_names_client_never_token(host, gateway, http):
     log = host.file("/var/log/traefik/access.log").content_string
     assert '"request_X-Ccproxy-Client":"demo"' in log
     assert token not in log
+
+
+def test_ca_key_stays_on_the_control_node(host, gateway):
+    assert not host.file("/etc/traefik/tls/ca.key").exists
+    key = gateway.state_dir / "ca.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_ca_is_name_constrained(gateway):
+    """A certificate the CA signs for another name is refused by a verifier;
+    the gateway's own certificate verifies for its names."""
+    import datetime
+    import ssl as ssl_module
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    ca = x509.load_pem_x509_certificate((gateway.state_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((gateway.state_dir / "ca.key").read_bytes(), None)
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank.example")]))
+        .issuer_name(ca.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bank.example")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("bank.example"))
+    with pytest.raises(VerificationError):
+        verifier.verify(forged, [])
+
+    served = ssl_module.get_server_certificate(("127.0.0.1", int(gateway.origin.rsplit(":", 1)[1])))
+    leaf = x509.load_pem_x509_certificate(served.encode())
+    PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("localhost")).verify(leaf, [])

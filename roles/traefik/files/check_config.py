@@ -30,7 +30,8 @@ def check_static(cfg):
         yield "providers.file needs a directory or filename"
 
 
-TOKENAUTH_KEYS = {"tokens", "upstreamAuthorization", "clientHeader", "maxRequestBodyBytes"}
+TOKENAUTH_KEYS = {"tokens", "upstreamAuthorization", "clientHeader"}
+GUARD_DENY_KEYS = {"status", "type", "message"}
 TOKEN_KEYS = {"name", "sha256", "expires"}
 # RFC 3339 with a time zone, as the plugin parses it.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -57,6 +58,33 @@ def check_tokenauth(name, conf):
             yield f"middleware {name}: tokens[{i}].expires must be a quoted RFC 3339 time with a zone"
 
 
+GUARD_MODES = ("deny", "maxRequestBodyBytes", "models")
+
+
+def check_guard(name, conf):
+    # Exactly one mode, as the plugin's New() demands (else the router drops out).
+    unknown = set(conf) - set(GUARD_MODES)
+    if unknown:
+        yield f"middleware {name}: unknown keys {sorted(unknown)}"
+    if sum(mode in conf for mode in GUARD_MODES) != 1:
+        yield f"middleware {name}: set exactly one of {', '.join(GUARD_MODES)}"
+    models = conf.get("models")
+    if models is not None and not (isinstance(models, list) and models and all(isinstance(m, str) and m for m in models)):
+        yield f"middleware {name}: models must be a non-empty list of model names"
+    deny = conf.get("deny")
+    if deny is not None:
+        if not isinstance(deny, dict) or set(deny) != GUARD_DENY_KEYS:
+            yield f"middleware {name}: deny needs exactly {sorted(GUARD_DENY_KEYS)}"
+        elif not (isinstance(deny["status"], int) and 400 <= deny["status"] <= 599):
+            yield f"middleware {name}: deny.status must be 4xx or 5xx"
+    limit = conf.get("maxRequestBodyBytes")
+    if limit is not None and not (isinstance(limit, int) and limit > 0):
+        yield f"middleware {name}: maxRequestBodyBytes must be a positive integer"
+
+
+PLUGIN_CHECKS = {"tokenauth": check_tokenauth, "guard": check_guard}
+
+
 def check_dynamic(cfg):
     http = cfg.get("http") or {}
     routers = http.get("routers") or {}
@@ -78,8 +106,17 @@ def check_dynamic(cfg):
         plugin = mw.get("plugin")
         if plugin is not None:
             for pname, pconf in plugin.items():
-                if pname == "tokenauth":
-                    yield from check_tokenauth(mname, pconf or {})
+                if pname not in PLUGIN_CHECKS:
+                    yield f"middleware {mname}: unknown plugin {pname}"
+                    continue
+                yield from PLUGIN_CHECKS[pname](mname, pconf or {})
+    # Paths outside the allowlist must meet a catch-all that answers itself.
+    catch_all = [r for r in routers.values() if r.get("rule") == "PathPrefix(`/`)"]
+    if routers and not any(
+        (middlewares.get(m) or {}).get("plugin", {}).get("guard", {}).get("deny")
+        for r in catch_all for m in r.get("middlewares") or []
+    ):
+        yield "no catch-all router (PathPrefix(`/`)) answered by a guard deny middleware"
     for sname, svc in services.items():
         servers = ((svc or {}).get("loadBalancer") or {}).get("servers") or []
         if not servers or not all(s.get("url") for s in servers):

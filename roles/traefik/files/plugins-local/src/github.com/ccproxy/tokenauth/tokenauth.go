@@ -7,28 +7,27 @@
 // hashes are ever configured, never tokens. Expiry is checked per request, so
 // a token stops working when its time passes without any configuration change.
 //
-// On success the client's credential is replaced by the upstream one
-// (LiteLLM's key) and the token's name is put in a request header for the
-// rate limiter and the access log. Failures get a JSON error body shaped so
-// that both OpenAI and Anthropic SDKs show the message:
+// Any client header a request brings is removed before anything is decided,
+// so the access log never names a client that did not authenticate. On
+// success the client's credential is replaced by the upstream one (LiteLLM's
+// key) and the token's name is put in that header for the rate limiter, the
+// in-flight limiter and the access log. Failures get a JSON error body shaped
+// so that both OpenAI and Anthropic SDKs show the message:
 //
 //	401 {"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}
 //	403 {"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}
-//	413 {"type":"error","error":{"type":"request_too_large","message":"request body too large"}}
 //
-// The body limit lives here rather than in Traefik's buffering middleware
-// because that middleware also buffers responses, which breaks streaming.
+// The request-body limit is the guard plugin's, placed after the rate and
+// in-flight limits so that no body is read before they have run.
 package tokenauth
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -41,8 +40,6 @@ const DefaultClientHeader = "X-Ccproxy-Client"
 const (
 	bodyMissing = `{"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}`
 	bodyInvalid = `{"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}`
-	bodyTooBig  = `{"type":"error","error":{"type":"request_too_large","message":"request body too large"}}`
-	bodyBroken  = `{"type":"error","error":{"type":"invalid_request_error","message":"could not read request body"}}`
 	challenge   = `Bearer realm="ccproxy"`
 )
 
@@ -68,10 +65,6 @@ type Config struct {
 	// ClientHeader is set to the authenticated token's name (any value sent
 	// by the client is removed first).
 	ClientHeader string `json:"clientHeader,omitempty"`
-	// MaxRequestBodyBytes rejects larger request bodies with 413; 0 means no
-	// limit. A declared Content-Length is checked up front; a body of unknown
-	// length is read up to the limit.
-	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes,omitempty"`
 }
 
 // CreateConfig returns the default configuration.
@@ -95,7 +88,6 @@ type TokenAuth struct {
 	entries      []entry
 	upstream     string
 	clientHeader string
-	maxBody      int64
 }
 
 // New builds the middleware; Traefik calls it again with the new configuration
@@ -124,9 +116,6 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if strings.EqualFold(clientHeader, "Authorization") || strings.EqualFold(clientHeader, "X-Api-Key") {
 		return nil, fmt.Errorf("tokenauth: clientHeader cannot be %q", clientHeader)
 	}
-	if config.MaxRequestBodyBytes < 0 {
-		return nil, errors.New("tokenauth: maxRequestBodyBytes cannot be negative")
-	}
 	if hasControl(config.UpstreamAuthorization) {
 		return nil, errors.New("tokenauth: upstreamAuthorization contains control characters")
 	}
@@ -143,7 +132,6 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		entries:      entries,
 		upstream:     config.UpstreamAuthorization,
 		clientHeader: clientHeader,
-		maxBody:      config.MaxRequestBodyBytes,
 	}, nil
 }
 
@@ -213,6 +201,8 @@ func parseExpires(s string) (time.Time, error) {
 }
 
 func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	// Before any decision: a 401 or 403 must not log a client name either.
+	req.Header.Del(a.clientHeader)
 	token := extractToken(req.Header)
 	if token == "" {
 		rw.Header().Set("WWW-Authenticate", challenge)
@@ -226,12 +216,7 @@ func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	if !a.bodyWithinLimit(rw, req) {
-		return
-	}
-
 	req.Header.Del("X-Api-Key")
-	req.Header.Del(a.clientHeader)
 	if a.upstream == "" {
 		req.Header.Del("Authorization")
 	} else {
@@ -240,36 +225,6 @@ func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	req.Header.Set(a.clientHeader, name)
 
 	a.next.ServeHTTP(rw, req)
-}
-
-// bodyWithinLimit enforces maxRequestBodyBytes, answering 413 (or 400 for an
-// unreadable body) itself and returning false when the request must stop.
-func (a *TokenAuth) bodyWithinLimit(rw http.ResponseWriter, req *http.Request) bool {
-	if a.maxBody <= 0 || req.Body == nil || req.Body == http.NoBody {
-		return true
-	}
-	if req.ContentLength > a.maxBody {
-		writeError(rw, http.StatusRequestEntityTooLarge, bodyTooBig)
-		return false
-	}
-	if req.ContentLength >= 0 {
-		return true
-	}
-	buf, err := io.ReadAll(io.LimitReader(req.Body, a.maxBody+1))
-	if err != nil {
-		writeError(rw, http.StatusBadRequest, bodyBroken)
-		return false
-	}
-	if int64(len(buf)) > a.maxBody {
-		writeError(rw, http.StatusRequestEntityTooLarge, bodyTooBig)
-		return false
-	}
-	// Forward what was read with a fixed length, no longer chunked.
-	req.Body = io.NopCloser(bytes.NewReader(buf))
-	req.ContentLength = int64(len(buf))
-	req.TransferEncoding = nil
-	req.Header.Del("Transfer-Encoding")
-	return true
 }
 
 // match compares the token's hash with every entry (no early exit) and

@@ -307,3 +307,21 @@ func TestInvalidConfigRejected(t *testing.T) {
 		}
 	}
 }
+
+func TestSpoofedClientHeaderRemovedBeforeDeciding(t *testing.T) {
+	h, _ := newAuth(t, baseConfig())
+	for _, headers := range []map[string]string{
+		{"X-Ccproxy-Client": "spoofed"},
+		{"X-Ccproxy-Client": "spoofed", "Authorization": "Bearer wrong-token"},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "http://gateway/v1/chat/completions", nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		// The access log reads the request's headers after the middleware ran.
+		if got := req.Header.Get("X-Ccproxy-Client"); got != "" {
+			t.Fatalf("%v: client header left as %q on a refused request", headers, got)
+		}
+	}
+}

@@ -1,6 +1,6 @@
-"""The tokenauth Traefik plugin, run by the real Traefik binary.
+"""The edge's Traefik plugins, tokenauth and guard, run by the real Traefik binary.
 
-Traefik (plain HTTP on a free loopback port) loads the plugin from a copy of
+Traefik (plain HTTP on a free loopback port) loads the plugins from a copy of
 roles/traefik/files/plugins-local in a temporary working directory, exactly as
 the role installs it, and routes to a stdlib backend that echoes the request
 headers it received. Dynamic config changes go through the file provider
@@ -29,7 +29,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS_LOCAL = REPO / "roles" / "traefik" / "files" / "plugins-local"
-MODULE = "github.com/ccproxy/tokenauth"
+MODULES = {"tokenauth": "github.com/ccproxy/tokenauth", "guard": "github.com/ccproxy/guard"}
+MODELS = ["gpt-4", "ollama/qwen-fast"]
 CLIENT_HEADER = "X-Ccproxy-Client"
 UPSTREAM_AUTH = "Bearer upstream-master-key"
 
@@ -146,9 +147,11 @@ class Gateway:
         tmp.write_text(text)
         os.replace(tmp, self.dynamic)
 
-    def write(self, tokens, wait=True, **extra):
+    def write(self, tokens, wait=True, body_limit=10 * 1024 * 1024, **extra):
         """Write a config with `tokens` plus a fresh generation sentinel token;
-        when `wait`, return once Traefik serves it (the sentinel is accepted)."""
+        when `wait`, return once Traefik serves it (the sentinel is accepted).
+        As in the role: auth, then the model lookup and the body limit, and a
+        catch-all router that denies."""
         self.generation += 1
         sentinel = f"generation-{self.generation}-token"
         entries = list(tokens) + [{"name": f"generation-{self.generation}", "sha256": sha(sentinel), "expires": ""}]
@@ -158,11 +161,24 @@ class Gateway:
                     "api": {
                         "entryPoints": ["web"],
                         "rule": "PathPrefix(`/v1`)",
-                        "middlewares": ["token-auth"],
+                        "middlewares": ["token-auth", "model-lookup", "body-limit"],
                         "service": "backend",
-                    }
+                    },
+                    "not-found": {
+                        "entryPoints": ["web"],
+                        "rule": "PathPrefix(`/`)",
+                        "priority": 1,
+                        "middlewares": ["not-found"],
+                        "service": "backend",
+                    },
                 },
-                "middlewares": {"token-auth": {"plugin": {"tokenauth": self.middleware_config(entries, **extra)}}},
+                "middlewares": {
+                    "token-auth": {"plugin": {"tokenauth": self.middleware_config(entries, **extra)}},
+                    "model-lookup": {"plugin": {"guard": {"models": MODELS}}},
+                    "body-limit": {"plugin": {"guard": {"maxRequestBodyBytes": body_limit}}},
+                    "not-found": {"plugin": {"guard": {"deny": {
+                        "status": 404, "type": "not_found_error", "message": "not found"}}}},
+                },
                 "services": {
                     "backend": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{self.backend_port}"}]}}
                 },
@@ -204,7 +220,8 @@ def backend():
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, backend):
     traefik = find_traefik()
-    assert (PLUGINS_LOCAL / "src" / MODULE / ".traefik.yml").is_file(), "plugin source missing"
+    for module in MODULES.values():
+        assert (PLUGINS_LOCAL / "src" / module / ".traefik.yml").is_file(), f"plugin source missing: {module}"
     workdir = tmp_path_factory.mktemp("traefik")
     # Same tree the role copies to Traefik's working directory.
     shutil.copytree(PLUGINS_LOCAL, workdir / "plugins-local")
@@ -220,7 +237,7 @@ def gateway(tmp_path_factory, backend):
             "providersThrottleDuration": "500ms",
         },
         "log": {"level": "INFO", "filePath": str(gw.log), "noColor": True},
-        "experimental": {"localPlugins": {"tokenauth": {"moduleName": MODULE}}},
+        "experimental": {"localPlugins": {name: {"moduleName": module} for name, module in MODULES.items()}},
     }
     (workdir / "traefik.yml").write_text(yaml.safe_dump(static))
     gw.write(base_tokens(), wait=False)
@@ -327,6 +344,12 @@ def test_spoofed_client_header_is_replaced(gateway):
     assert resp.seen(CLIENT_HEADER) == ["alice"]
 
 
+def test_spoofed_client_header_removed_on_refusal(gateway):
+    """The header is dropped before auth decides: a refused request carries no
+    client name (the access log reads the request after the middleware)."""
+    assert gateway.request([(CLIENT_HEADER, "admin"), ("Authorization", "Bearer nope")]).status == 403
+
+
 def test_expired_entry_is_403(gateway):
     resp = gateway.request([("Authorization", f"Bearer {BOB_OLD}")])
     assert resp.status == 403
@@ -416,7 +439,7 @@ def _post(gateway, body, chunked):
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_request_body_limit(gateway, restore, chunked):
-    gateway.write(base_tokens(), maxRequestBodyBytes=1000)
+    gateway.write(base_tokens(), body_limit=1000)
     hits = Backend.hits
     resp = _post(gateway, b"x" * 1001, chunked)
     assert resp.status == 413
@@ -425,3 +448,34 @@ def test_request_body_limit(gateway, restore, chunked):
     resp = _post(gateway, b"y" * 1000, chunked)
     assert resp.status == 200
     assert resp.seen("Content-Length") == ["1000"]
+
+
+def test_body_is_not_read_before_auth(gateway, restore):
+    gateway.write(base_tokens(), body_limit=1000)
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=b"x" * 5000, headers={"Authorization": "Bearer nope"})
+        assert conn.getresponse().status == 403  # not 413: auth decides first
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path", ["/other", "/", "/v2/anything"])
+def test_catch_all_denies_with_json_404(gateway, path):
+    hits = Backend.hits
+    resp = gateway.request([("Authorization", f"Bearer {ALICE}")], path=path)
+    assert resp.status == 404
+    assert resp.json()["error"] == {"type": "not_found_error", "message": "not found"}
+    assert Backend.hits == hits
+
+
+@pytest.mark.parametrize("path,model", [("/v1/models/gpt-4", "gpt-4"), ("/v1/models/ollama%2Fqwen-fast", "ollama/qwen-fast")])
+def test_model_lookup_answered_at_the_edge(gateway, path, model):
+    hits = Backend.hits
+    resp = gateway.request([("Authorization", f"Bearer {ALICE}")], path=path)
+    assert resp.status == 200
+    assert resp.json() == {"id": model, "object": "model", "created": 1677610602, "owned_by": "openai"}
+    unknown = gateway.request([("Authorization", f"Bearer {ALICE}")], path="/v1/models/unknown")
+    assert unknown.status == 404
+    assert gateway.request([], path=path).status == 401, "model lookup before auth"
+    assert Backend.hits == hits

@@ -1,0 +1,3 @@
+module github.com/ccproxy/guard
+
+go 1.19
