@@ -1,16 +1,24 @@
 """Filters for ccproxy's client tokens.
 
 A token entry is {name, token, expires?}: `name` is the client, `expires` an
-optional UTC time written YYYY-MM-DDTHH:MM:SSZ after which the edge refuses it.
-Several entries may share a name; during a rotation the old one carries an
-expiry and the newest entry of a name is the one its client should use.
+optional RFC 3339 time after which the edge refuses it (what is valid is
+defined once, in roles/traefik/files/token_spec.py). Several entries may share
+a name; during a rotation the old one carries an expiry and the newest entry
+of a name is the one its client should use.
 """
 import hashlib
 import secrets
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 
+# The one definition of a valid entry, shipped to the gateway host too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "traefik" / "files"))
+import token_spec  # noqa: E402
+
+# How rotation writes expiries (UTC, whole seconds): one of the forms token_spec accepts.
 EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TOKEN_BYTES = 32  # 256 bits from the OS CSPRNG
 
@@ -36,9 +44,14 @@ def token_hash(token):
 
 def _parse_expires(value):
     try:
-        return datetime.strptime(value, EXPIRES_FORMAT).replace(tzinfo=timezone.utc)
-    except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"expires {value!r} must be UTC, written {EXPIRES_FORMAT}") from exc
+        return token_spec.parse_expires(value)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def token_problems(tokens):
+    """What is wrong with a vault's client-token list (never a token value)."""
+    return token_spec.list_problems(tokens)
 
 
 def _expired(entry, now):
@@ -104,4 +117,5 @@ class FilterModule:
             "ccproxy_prune_expired": prune_expired,
             "ccproxy_current_tokens": current_tokens,
             "ccproxy_rotate_tokens": rotate_tokens,
+            "ccproxy_token_problems": token_problems,
         }

@@ -1,7 +1,6 @@
 """The macOS artifacts, rendered by the roles themselves (tests/playbooks/render-macos.yml)
 and checked against launchd.plist(5), newsyslog.conf(5) and the config validators.
 No Mac is needed: what only a real Mac can check is listed in the README."""
-import os
 import plistlib
 import subprocess
 import sys
@@ -26,15 +25,9 @@ CALENDAR_KEYS = {"Minute", "Hour", "Day", "Weekday", "Month"}
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(tmp_path_factory, run_playbook):
     out = tmp_path_factory.mktemp("macos")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    run = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-         "-e", f"ccproxy_render_root={out}", "tests/playbooks/render-macos.yml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    run_playbook("tests/playbooks/render-macos.yml", ccproxy_render_root=out)
     return out
 
 

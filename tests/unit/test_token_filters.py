@@ -71,8 +71,13 @@ def test_rotate_unknown_client_fails():
 
 
 def test_bad_expiry_format_fails():
-    with pytest.raises(AnsibleFilterError, match="UTC"):
-        t.prune_expired([{"name": "a", "token": "x", "expires": "2027-01-15 08:00:00+02:00"}], NOW)
+    with pytest.raises(AnsibleFilterError, match="RFC 3339"):
+        t.prune_expired([{"name": "a", "token": "x", "expires": "next tuesday"}], NOW)
+
+
+def test_expiry_with_offset_is_understood():
+    # 08:00:00+02:00 is 06:00:00Z, before NOW (08:00:00Z): expired.
+    assert t.prune_expired([{"name": "a", "token": "x", "expires": "2027-01-15 08:00:00+02:00"}], NOW) == []
 
 
 def test_current_tokens_is_newest_per_client():

@@ -7,12 +7,14 @@ file fails to parse, but would silently drop routes for a file that parses and
 is wrong; this catches the mistakes that matter for ccproxy: YAML syntax,
 routers pointing at missing services or middlewares, malformed token hashes.
 """
-import re
+import os
 import sys
 
 import yaml
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# The one definition of a valid token entry, installed beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import token_spec  # noqa: E402
 
 
 def check_static(cfg):
@@ -32,9 +34,6 @@ def check_static(cfg):
 
 TOKENAUTH_KEYS = {"tokens", "upstreamAuthorization", "clientHeader"}
 GUARD_DENY_KEYS = {"status", "type", "message"}
-TOKEN_KEYS = {"name", "sha256", "expires"}
-# RFC 3339 with a time zone, as the plugin parses it.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 def check_tokenauth(name, conf):
@@ -42,20 +41,8 @@ def check_tokenauth(name, conf):
     unknown = set(conf) - TOKENAUTH_KEYS
     if unknown:
         yield f"middleware {name}: unknown keys {sorted(unknown)}"
-    tokens = conf.get("tokens")
-    if not isinstance(tokens, list) or not tokens:
-        yield f"middleware {name}: tokens must be a non-empty list"
-        return
-    for i, tok in enumerate(tokens):
-        if set(tok) - TOKEN_KEYS:
-            yield f"middleware {name}: tokens[{i}] has unknown keys {sorted(set(tok) - TOKEN_KEYS)}"
-        if not str(tok.get("name", "")).strip():
-            yield f"middleware {name}: tokens[{i}] has no name"
-        if not SHA256_HEX.match(str(tok.get("sha256", ""))):
-            yield f"middleware {name}: tokens[{i}].sha256 is not a lowercase SHA-256 hex digest"
-        expires = tok.get("expires") or ""
-        if expires and not (isinstance(expires, str) and RFC3339.match(expires)):
-            yield f"middleware {name}: tokens[{i}].expires must be a quoted RFC 3339 time with a zone"
+    for problem in token_spec.list_problems(conf.get("tokens"), secret_key="sha256"):
+        yield f"middleware {name}: tokens: {problem}"
 
 
 GUARD_MODES = ("deny", "maxRequestBodyBytes", "models")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -322,6 +323,35 @@ func TestSpoofedClientHeaderRemovedBeforeDeciding(t *testing.T) {
 		// The access log reads the request's headers after the middleware ran.
 		if got := req.Header.Get("X-Ccproxy-Client"); got != "" {
 			t.Fatalf("%v: client header left as %q on a refused request", headers, got)
+		}
+	}
+}
+
+// The expires cases shared with token_spec.py, the Python definition used by
+// the control node and the edge's config check: both must agree.
+func TestExpiresAgreesWithTokenSpec(t *testing.T) {
+	raw, err := os.ReadFile("testdata/expires.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases struct {
+		Valid   []string `json:"valid"`
+		Invalid []string `json:"invalid"`
+	}
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases.Valid) == 0 || len(cases.Invalid) == 0 {
+		t.Fatal("no cases")
+	}
+	for _, s := range cases.Valid {
+		if _, err := parseExpires(s); err != nil {
+			t.Errorf("%q refused: %v", s, err)
+		}
+	}
+	for _, s := range cases.Invalid {
+		if _, err := parseExpires(s); err == nil {
+			t.Errorf("%q accepted", s)
 		}
 	}
 }

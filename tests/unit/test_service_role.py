@@ -1,0 +1,83 @@
+"""Role `service` renders the shapes coming roles need (tests/playbooks/render-service-examples.yml):
+a drop-in amending a package's unit, a second instance of a service, a timed job,
+on systemd and launchd. The gateway's own units are converged for real by Molecule."""
+import configparser
+import plistlib
+
+import pytest
+
+UNITS = "etc/systemd/system"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, run_playbook):
+    out = tmp_path_factory.mktemp("services")
+    run_playbook("tests/playbooks/render-service-examples.yml", render_root=out)
+    return out
+
+
+def unit(path):
+    """A systemd unit file as {section: [(key, value), ...]} (keys repeat)."""
+    sections, current = {}, None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        else:
+            key, _, value = line.partition("=")
+            current.append((key, value))
+    return sections
+
+
+def values(section, key):
+    return [v for k, v in section if k == key]
+
+
+def test_drop_in_amends_the_package_unit(rendered):
+    path = rendered / "Linux" / UNITS / "prometheus.service.d/ccproxy.conf"
+    service = unit(path)["Service"]
+    # The package's ExecStart is cleared before ours, as systemd requires.
+    assert values(service, "ExecStart") == ["", "/usr/bin/prometheus --web.listen-address=127.0.0.1:9090"]
+    assert values(service, "MemoryDenyWriteExecute") == ["false"]
+    assert values(service, "ProtectSystem") == ["strict"]
+    assert values(service, "IPAddressDeny") == ["any"]
+    assert values(service, "IPAddressAllow") == ["localhost"]
+    assert "Install" not in unit(path), "a drop-in keeps the package's [Install]"
+    assert not (rendered / "Linux" / UNITS / "prometheus.service").exists()
+
+
+def test_second_instance_is_a_unit_of_its_own(rendered):
+    sections = unit(rendered / "Linux" / UNITS / "litellm-2.service")
+    service = sections["Service"]
+    assert values(service, "ExecStart") == ["/opt/ccproxy/litellm/venv/bin/litellm --port 8091"]
+    assert values(service, "StandardOutput") == ["append:/var/log/ccproxy/litellm/litellm-2.log"]
+    assert values(service, "SystemCallFilter") == ["@system-service", "~@privileged @resources"]
+    assert values(sections["Install"], "WantedBy") == ["multi-user.target"]
+    rotate = (rendered / "Linux/etc/logrotate.d/ccproxy-litellm-2").read_text()
+    assert "/var/log/ccproxy/litellm/litellm-2.log {" in rotate and "copytruncate" in rotate
+    job = plistlib.loads((rendered / "Darwin/Library/LaunchDaemons/com.ccproxy.litellm-2.plist").read_bytes())
+    assert job["Label"] == "com.ccproxy.litellm-2"
+    assert job["KeepAlive"] == {"Crashed": True, "SuccessfulExit": False}
+
+
+def test_timed_job_gets_a_timer_and_a_calendar(rendered):
+    service = unit(rendered / "Linux" / UNITS / "watchdog.service")
+    assert values(service["Service"], "Type") == ["oneshot"]
+    assert "Restart" not in dict(service["Service"])
+    assert "Install" not in service, "the timer is what gets enabled"
+    timer = unit(rendered / "Linux" / UNITS / "watchdog.timer")
+    assert values(timer["Timer"], "OnCalendar") == ["*:0/5"]
+    assert values(timer["Install"], "WantedBy") == ["timers.target"]
+    job = plistlib.loads((rendered / "Darwin/Library/LaunchDaemons/com.ccproxy.watchdog.plist").read_bytes())
+    assert job["StartCalendarInterval"] == [{"Minute": 0}, {"Minute": 30}]
+    assert job["RunAtLoad"] is False and "KeepAlive" not in job
+
+
+def test_units_parse_as_ini(rendered):
+    for path in (rendered / "Linux" / UNITS).rglob("*"):
+        if path.is_file():
+            parser = configparser.ConfigParser(strict=False, interpolation=None)
+            parser.optionxform = str
+            parser.read_string(path.read_text())
