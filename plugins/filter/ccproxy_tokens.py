@@ -77,35 +77,41 @@ def current_tokens(tokens):
     return list(newest.values())
 
 
-def rotate_tokens(tokens, clients, now_epoch, grace_seconds):
-    """Rotate the tokens of `clients` (names; empty = every client).
-
-    Expired entries are pruned. Each rotated client gets a new entry without
-    expiry, and its older entries that would outlive the grace period are set
-    to expire at now + grace_seconds, so clients have that long to switch.
-    """
-    grace_seconds = int(grace_seconds)
-    if grace_seconds < 0:
-        raise AnsibleFilterError("grace_seconds cannot be negative")
-    now = _now(now_epoch)
-    kept = prune_expired(tokens, now_epoch)
+def _clients(kept, clients):
     names = list(dict.fromkeys(t["name"] for t in kept))
     wanted = list(dict.fromkeys(clients)) if clients else names
     unknown = [c for c in wanted if c not in names]
     if unknown:
         raise AnsibleFilterError(f"no tokens for client(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    deadline_epoch = int(now_epoch) + grace_seconds
-    deadline = _now(deadline_epoch).strftime(EXPIRES_FORMAT)
-    rotated = []
+    return wanted
+
+
+def add_tokens(tokens, clients, now_epoch):
+    """Rotation, phase 1: prune expired entries and give each of `clients`
+    (names; empty = every client) a new entry without expiry. Every other
+    entry is left as it was: the old tokens keep working with no deadline
+    until phase 2, so a run that stops here locks nobody out."""
+    kept = prune_expired(tokens, now_epoch)
+    return kept + new_tokens(_clients(kept, clients))
+
+
+def start_grace(tokens, clients, now_epoch, grace_seconds):
+    """Rotation, phase 2, once every client holds its newest token: each of
+    `clients`' older entries expires at now + grace_seconds (or keeps an
+    earlier expiry)."""
+    grace_seconds = int(grace_seconds)
+    if grace_seconds < 0:
+        raise AnsibleFilterError("grace_seconds cannot be negative")
+    kept = prune_expired(tokens, now_epoch)
+    wanted = _clients(kept, clients)
+    newest = {t["token"] for t in current_tokens(kept)}
+    deadline = _now(int(now_epoch) + grace_seconds)
     for entry in kept:
-        if entry["name"] in wanted:
+        if entry["name"] in wanted and entry["token"] not in newest:
             expires = entry.get("expires") or ""
-            if not expires or _parse_expires(expires) > _now(deadline_epoch):
-                entry["expires"] = deadline
-        rotated.append(entry)
-    for name in wanted:
-        rotated.extend(new_tokens([name]))
-    return rotated
+            if not expires or _parse_expires(expires) > deadline:
+                entry["expires"] = deadline.strftime(EXPIRES_FORMAT)
+    return kept
 
 
 class FilterModule:
@@ -116,6 +122,7 @@ class FilterModule:
             "ccproxy_token_hash": token_hash,
             "ccproxy_prune_expired": prune_expired,
             "ccproxy_current_tokens": current_tokens,
-            "ccproxy_rotate_tokens": rotate_tokens,
+            "ccproxy_add_tokens": add_tokens,
+            "ccproxy_start_grace": start_grace,
             "ccproxy_token_problems": token_problems,
         }

@@ -14,6 +14,11 @@ import ccproxy_tokens as t  # noqa: E402
 NOW = 1_800_000_000  # 2027-01-15T08:00:00Z
 
 
+def rotate_tokens(tokens, clients, now, grace):
+    """Both phases of rotate-token.yml, back to back."""
+    return t.start_grace(t.add_tokens(tokens, clients, now), clients, now, grace)
+
+
 def test_new_tokens_are_256_bit_urlsafe_and_distinct():
     tokens = {t.new_token() for _ in range(1000)}
     assert len(tokens) == 1000
@@ -36,7 +41,7 @@ def test_hash_refuses_empty():
 
 def test_rotate_all_sets_grace_and_appends_new():
     tokens = [{"name": "a", "token": "A" * 43}, {"name": "b", "token": "B" * 43, "expires": ""}]
-    out = t.rotate_tokens(tokens, [], NOW, 86400)
+    out = rotate_tokens(tokens, [], NOW, 86400)
     assert [e["name"] for e in out] == ["a", "b", "a", "b"]
     assert out[0]["expires"] == out[1]["expires"] == "2027-01-16T08:00:00Z"
     assert out[2]["expires"] == out[3]["expires"] == ""
@@ -46,7 +51,7 @@ def test_rotate_all_sets_grace_and_appends_new():
 
 def test_rotate_one_client_leaves_others():
     tokens = [{"name": "a", "token": "A" * 43}, {"name": "b", "token": "B" * 43}]
-    out = t.rotate_tokens(tokens, ["b"], NOW, 20)
+    out = rotate_tokens(tokens, ["b"], NOW, 20)
     assert out[0] == {"name": "a", "token": "A" * 43}
     assert out[1]["expires"] == "2027-01-15T08:00:20Z"
     assert [e["name"] for e in out] == ["a", "b", "b"]
@@ -58,7 +63,7 @@ def test_rotate_prunes_expired_and_keeps_earlier_expiry():
         {"name": "a", "token": "mid", "expires": "2027-01-15T08:00:10Z"},   # sooner than grace: kept as is
         {"name": "a", "token": "cur", "expires": ""},
     ]
-    out = t.rotate_tokens(tokens, ["a"], NOW, 60)
+    out = rotate_tokens(tokens, ["a"], NOW, 60)
     assert [e["token"] for e in out][:2] == ["mid", "cur"]
     assert out[0]["expires"] == "2027-01-15T08:00:10Z"
     assert out[1]["expires"] == "2027-01-15T08:01:00Z"
@@ -67,7 +72,7 @@ def test_rotate_prunes_expired_and_keeps_earlier_expiry():
 
 def test_rotate_unknown_client_fails():
     with pytest.raises(AnsibleFilterError, match="nosuch"):
-        t.rotate_tokens([{"name": "a", "token": "x"}], ["nosuch"], NOW, 60)
+        rotate_tokens([{"name": "a", "token": "x"}], ["nosuch"], NOW, 60)
 
 
 def test_bad_expiry_format_fails():
@@ -91,3 +96,29 @@ def test_new_tokens_one_per_name():
     assert out[0]["token"] != out[1]["token"]
     with pytest.raises(AnsibleFilterError):
         t.new_tokens(["a", "a"])
+
+
+def test_phase_one_adds_and_leaves_old_tokens_without_deadline():
+    tokens = [{"name": "a", "token": "A" * 43, "expires": ""}, {"name": "b", "token": "B" * 43, "expires": ""}]
+    out = t.add_tokens(tokens, ["a"], NOW)
+    assert out[:2] == tokens, "phase 1 must not touch existing entries"
+    assert [e["name"] for e in out] == ["a", "b", "a"] and out[2]["expires"] == ""
+    assert out[2]["token"] not in (tokens[0]["token"], tokens[1]["token"])
+
+
+def test_phase_two_starts_the_grace_of_older_entries_only():
+    tokens = [{"name": "a", "token": "A" * 43, "expires": ""}, {"name": "b", "token": "B" * 43, "expires": ""},
+              {"name": "a", "token": "N" * 43, "expires": ""}]
+    out = t.start_grace(tokens, ["a"], NOW, 60)
+    assert out[0]["expires"] == "2027-01-15T08:01:00Z"
+    assert out[1]["expires"] == "", "another client's token must not get a deadline"
+    assert out[2]["expires"] == "", "the newest token must not get a deadline"
+
+
+def test_a_run_stopped_after_phase_one_locks_nobody_out():
+    tokens = [{"name": "a", "token": "A" * 43, "expires": ""}]
+    once = t.add_tokens(tokens, [], NOW)
+    again = t.add_tokens(once, [], NOW)  # the re-run after a failure
+    assert all(e["expires"] == "" for e in again)
+    final = t.start_grace(again, [], NOW, 60)
+    assert [e["expires"] for e in final] == ["2027-01-15T08:01:00Z", "2027-01-15T08:01:00Z", ""]

@@ -143,3 +143,95 @@ def test_ca_is_name_constrained(gateway):
     served = ssl_module.get_server_certificate(("127.0.0.1", int(gateway.origin.rsplit(":", 1)[1])))
     leaf = x509.load_pem_x509_certificate(served.encode())
     PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("localhost")).verify(leaf, [])
+
+
+def converge(*args):
+    """site.yml against this scenario's host, as the converge ran it."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    # Molecule forces colour; the tests read the output as plain text.
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args, str(root / "playbooks" / "site.yml")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_check_mode_on_the_converged_host_changes_nothing():
+    run = converge("--check", "--diff")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    recap = [line for line in run.stdout.splitlines() if "changed=" in line]
+    assert recap and all("changed=0" in line and "failed=0" in line for line in recap), recap
+
+
+def test_a_broken_litellm_venv_is_repaired_by_the_next_run(host, http):
+    """The venv's state is read from the venv itself: a venv whose interpreter
+    is gone is made again by the next converge (install phase only here)."""
+    import re
+    import time
+
+    venv = "/opt/ccproxy/litellm/venv"
+    assert host.run(f"ln -sf /nonexistent/python3 {venv}/bin/python").rc == 0
+    assert host.run(f"{venv}/bin/python -c 'import sys'").rc != 0
+    run = converge("--tags", "litellm_install")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"Remove a broken venv\]\s*\**\s*\nchanged:", run.stdout), run.stdout[-3000:]
+    assert host.run(f"{venv}/bin/python -c 'import litellm'").rc == 0
+    # The handler restarted LiteLLM on the new venv: wait for it before the next tests.
+    deadline = time.monotonic() + 120
+    while http.get("/health").status_code != 200:
+        assert time.monotonic() < deadline, "LiteLLM did not come back after the repair"
+        time.sleep(1)
+
+
+# Each documented phase tag and the task files of that phase. Tasks tagged
+# `always` (platform settings, the site preflight, the vault), each role's
+# preflight (tagged with its install and configure phases) and the include
+# lines of the role's tasks/main.yml may start with any tag.
+_DEFINE = ["roles/service/tasks/main.yml", "roles/service/tasks/systemd.yml", "roles/service/tasks/logs-"]
+PHASES = {
+    "ollama_install": ["roles/ollama/tasks/install-", "roles/release/"],
+    "ollama_configure": ["roles/ollama/tasks/configure.yml", *_DEFINE],
+    "ollama_run": ["roles/service/tasks/run.yml"],
+    "ollama_models": ["roles/ollama/tasks/models.yml"],
+    "litellm_install": ["roles/litellm/tasks/install.yml", "roles/litellm/tasks/prerequisites-"],
+    "litellm_configure": ["roles/litellm/tasks/configure.yml", "roles/service/tasks/files.yml", *_DEFINE],
+    "litellm_run": ["roles/service/tasks/run.yml"],
+    "traefik_install": ["roles/traefik/tasks/install", "roles/release/"],
+    "traefik_tls": ["roles/traefik/tasks/tls.yml"],
+    "traefik_configure": ["roles/traefik/tasks/configure.yml", "roles/traefik/tasks/routing.yml",
+                          "roles/service/tasks/files.yml", *_DEFINE],
+    "traefik_run": ["roles/service/tasks/run.yml"],
+}
+ANY_PHASE = ("playbooks/", "/tasks/platform.yml", "/tasks/preflight.yml")
+
+
+@pytest.mark.parametrize("tag", PHASES)
+def test_each_phase_tag_runs_its_phase_and_nothing_else(tag, tmp_path):
+    """Run site.yml --check --tags TAG (the host is converged: check mode
+    changes nothing) and look at the file of every task that started."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    paths_file = tmp_path / "paths"
+    os.environ.update(CCPROXY_TASK_PATHS_FILE=str(paths_file),
+                      ANSIBLE_CALLBACK_PLUGINS=str(root / "tests" / "callback"),
+                      ANSIBLE_CALLBACKS_ENABLED="task_paths")
+    try:
+        run = converge("--check", "--tags", tag)
+    finally:
+        for name in ("CCPROXY_TASK_PATHS_FILE", "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED"):
+            os.environ.pop(name)
+    assert run.returncode == 0, run.stdout[-3000:]
+    started = [p.split(str(root) + "/", 1)[-1].rsplit(":", 1)[0] for p in paths_file.read_text().split()]
+    role = tag.rsplit("_", 1)[0]
+    dispatcher = f"roles/{role}/tasks/main.yml"
+    mine = [p for p in started if any(p.startswith(f) for f in PHASES[tag])]
+    assert mine, f"{tag} ran none of its phase's tasks: {sorted(set(started))}"
+    others = [p for p in started
+              if p not in mine and p != dispatcher and not any(a in p for a in ANY_PHASE)]
+    assert not others, f"{tag} ran tasks of another phase: {sorted(set(others))}"

@@ -6,6 +6,7 @@ import os
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,12 +20,14 @@ GRACE = 45
 LOAD_RPS = 10
 
 
-def rotate(gateway):
+def rotate(gateway, lifted_limits=True):
+    """Run rotate-token.yml; lifted_limits keeps the scenario's lifted rate
+    limit (the edge is re-rendered with whatever limits the run has)."""
     start = time.monotonic()
+    limits = ["-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}"] if lifted_limits else []
     out = subprocess.run(
         [
-            "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-            "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}",
+            "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *limits,
             "-e", f"ccproxy_token_grace_seconds={GRACE}",
             str(ROOT / "playbooks" / "rotate-token.yml"),
         ],
@@ -170,3 +173,70 @@ def test_schedule_installs_a_quarterly_timer_and_failures_show(host):
     status = host.file("/root/.ccproxy/rotate-token.prom").content_string
     assert "ccproxy_token_rotation_last_run_success 0" in status
     assert host.file("/root/.ccproxy/rotate-token.log").contains("rotation finished rc=")
+
+
+class Saturate(threading.Thread):
+    """A client at its own rate limit: as fast as it can, with whatever token
+    its token file holds at the moment (so it switches when the file does)."""
+
+    def __init__(self, gateway, client):
+        super().__init__(daemon=True)
+        self.gateway, self.client = gateway, client
+        self.stop, self.statuses = threading.Event(), []
+
+    def run(self):
+        with httpx.Client(verify=self.gateway.ssl_context(), timeout=30) as c:
+            deadline = time.monotonic() + 240
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                token = self.gateway.token(self.client)
+                try:
+                    r = c.get(self.gateway.base_url + "/models", headers={"Authorization": f"Bearer {token}"})
+                    self.statuses.append(r.status_code)
+                except httpx.HTTPError as exc:
+                    self.statuses.append(repr(exc))
+
+
+def test_rotation_never_locks_out_a_client_at_its_rate_limit(gateway):
+    """The reviewed lockout: a rotation while the client saturates its own
+    rate limit (the default limits, not the scenario's lifted ones). The
+    rotation's own check gets 429 too, which proves the new token
+    authenticated; the client never sees 401 or 403."""
+    old = gateway.token("demo")
+    loads = [Saturate(gateway, "demo") for _ in range(2)]
+    for load in loads:
+        load.start()
+    try:
+        time.sleep(2)
+        _, took = rotate(gateway, lifted_limits=False)
+        time.sleep(2)
+    finally:
+        for load in loads:
+            load.stop.set()
+            load.join()
+    statuses = [s for load in loads for s in load.statuses]
+    locked_out = [s for s in statuses if s in (401, 403)]
+    print({"rotation_seconds": round(took, 1), "requests": len(statuses),
+           "rate_limited": statuses.count(429), "locked_out": len(locked_out)})
+    assert statuses.count(429) > 0, "the client never reached its rate limit: the test proves nothing"
+    assert not locked_out, locked_out[:10]
+    assert not [s for s in statuses if s not in (200, 429)], statuses[:20]
+    new = gateway.token("demo")
+    assert new != old
+    for token in (new, old):
+        assert status(gateway, token) in (200, 429), "both tokens must authenticate during the grace period"
+
+
+def test_overlapping_rotations_wait_for_each_other(gateway):
+    """Two rotations at once (the timer's catch-up and a manual run) are
+    serialized by the lock: both succeed, each client ends with one working token."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: rotate(gateway), range(2)))
+    outputs = [out for out, _ in runs]
+    waited = [out for out in outputs if "RETRYING" in out and "Take the rotation lock" in out]
+    assert len(waited) == 1, "exactly one of the two runs must have waited for the lock"
+    for client in ("demo", "ci-probe"):
+        assert status(gateway, gateway.token(client)) == 200
+    entries = vault_entries(gateway)
+    for client in ("demo", "ci-probe"):
+        current = [e for e in entries if e["name"] == client and not e.get("expires")]
+        assert len(current) == 1, f"{client}: {len(current)} tokens without a deadline"

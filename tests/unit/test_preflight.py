@@ -1,0 +1,100 @@
+"""Bad input is refused before anything changes, each time with a message that
+names the variable. Every case runs through the real preflight tasks (site,
+vault contents, each role's) in one playbook run: tests/playbooks/preflight-cases.yml."""
+import json
+
+import pytest
+import yaml
+
+FACTS = {"system": "Linux", "os_family": "Debian", "distribution": "Debian", "distribution_version": "12",
+         "service_mgr": "systemd", "architecture": "x86_64", "user_id": "root", "user_dir": "/root"}
+TOKEN = "FAKE-preflight-token-" + "0" * 30
+MODELS = [{"name": "qwen2.5-coder:7b-instruct", "aliases": ["gpt-4", "ollama/qwen-fast"], "preload": True},
+          {"name": "qwen2.5-coder:32b-instruct", "aliases": ["qwen-quality"]}]
+
+# A valid value of every variable some case sets.
+BASELINE = {
+    "ansible_facts": FACTS,
+    "ccproxy_models": MODELS,
+    "ccproxy_ollama_port": 11434, "ccproxy_litellm_port": 8081, "ccproxy_public_port": 8080,
+    "ccproxy_token_grace_seconds": 86400,
+    "ccproxy_clients": ["laptop", "ci"],
+    "ccproxy_public_url": "https://gateway.example.internal:8080/v1",
+    "ccproxy_token_hook": [],
+    "ccproxy_launchd_kind": "daemon", "ccproxy_launchd_label_prefix": "com.ccproxy",
+    "ccproxy_litellm_master_key": "FAKE-preflight-master-key-" + "0" * 30,
+    "ccproxy_client_tokens": [{"name": "laptop", "token": TOKEN, "expires": ""}],
+    "litellm_version": "1.108.7", "litellm_egress_allow": [],
+    "traefik_max_in_flight_per_client": 4, "traefik_read_timeout": "60s", "traefik_api_routes_extra": [],
+    "traefik_tls_cert_src": "", "traefik_tls_key_src": "", "traefik_internal_port": 8082,
+    "traefik_max_request_body_bytes": 33554432,
+    "ollama_kv_cache_type": "q8_0", "ollama_flash_attention": True,
+}
+
+# name: (variables that differ from the baseline, the variable the message must name)
+CASES = {
+    "unsupported platform": ({"ansible_facts": {**FACTS, "os_family": "RedHat", "distribution": "Fedora"}}, "supports macOS"),
+    "alias twice in a model": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a", "a"]}]}, "ccproxy_models"),
+    "alias naming two models": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"]}, {"name": "m:2", "aliases": ["a"]}]}, "ccproxy_models"),
+    "model listed twice": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"]}, {"name": "m:1", "aliases": ["b"]}]}, "ccproxy_models"),
+    "model without aliases": ({"ccproxy_models": [{"name": "m:1", "aliases": []}]}, "ccproxy_models"),
+    "aliases not a list": ({"ccproxy_models": [{"name": "m:1", "aliases": "gpt-4"}]}, "ccproxy_models"),
+    "preload not a boolean": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"], "preload": "yes"}]}, "ccproxy_models"),
+    "no models": ({"ccproxy_models": []}, "ccproxy_models"),
+    "port collision": ({"ccproxy_litellm_port": 11434}, "ccproxy_litellm_port"),
+    "port out of range": ({"ccproxy_public_port": 70000}, "ccproxy_public_port"),
+    "port not a number": ({"ccproxy_public_port": "eighty"}, "ccproxy_public_port"),
+    "internal port collides with the public one": ({"traefik_internal_port": 8080}, "traefik_internal_port"),
+    "negative grace period": ({"ccproxy_token_grace_seconds": -5}, "ccproxy_token_grace_seconds"),
+    "unknown launchd kind": ({"ccproxy_launchd_kind": "service"}, "ccproxy_launchd_kind"),
+    "launchd prefix not reverse-DNS": ({"ccproxy_launchd_label_prefix": "ccproxy"}, "ccproxy_launchd_label_prefix"),
+    "client named twice": ({"ccproxy_clients": ["laptop", "laptop"]}, "ccproxy_clients"),
+    "public URL not https": ({"ccproxy_public_url": "http://gateway:8080/v1"}, "ccproxy_public_url"),
+    "token hook as a string": ({"ccproxy_token_hook": "/usr/local/bin/push"}, "ccproxy_token_hook"),
+    "malformed expires": ({"ccproxy_client_tokens": [{"name": "laptop", "token": TOKEN, "expires": "next tuesday"}]}, "expires"),
+    "short token": ({"ccproxy_client_tokens": [{"name": "laptop", "token": "short"}]}, "ccproxy_client_tokens"),
+    "token used twice": ({"ccproxy_client_tokens": [{"name": "a", "token": TOKEN}, {"name": "b", "token": TOKEN}]}, "two entries share a token"),
+    "bad client name in the vault": ({"ccproxy_client_tokens": [{"name": "a b", "token": TOKEN}]}, "name must be"),
+    "short master key": ({"ccproxy_litellm_master_key": "short"}, "ccproxy_litellm_master_key"),
+    "trojaned LiteLLM": ({"litellm_version": "1.82.7"}, "LiteLLM 1.82.7 was a trojaned release"),
+    "LiteLLM without a lock": ({"litellm_version": "9.9.9"}, "requirements-9.9.9.txt"),
+    "egress to a host name": ({"litellm_egress_allow": ["ollama.lan"]}, "litellm_egress_allow"),
+    "no in-flight allowance": ({"traefik_max_in_flight_per_client": 0}, "traefik_max_in_flight_per_client"),
+    "read timeout not a duration": ({"traefik_read_timeout": "soon"}, "traefik_read_timeout"),
+    "extra route outside /v1": ({"traefik_api_routes_extra": [{"method": "GET", "path": "/admin"}]}, "traefik_api_routes_extra"),
+    "extra route with a dot segment": ({"traefik_api_routes_extra": [{"method": "GET", "path": "/v1/../key"}]}, "traefik_api_routes_extra"),
+    "extra route method": ({"traefik_api_routes_extra": [{"method": "TRACE", "path": "/v1/x"}]}, "traefik_api_routes_extra"),
+    "certificate without key": ({"traefik_tls_cert_src": "/etc/hosts"}, "traefik_tls_key_src"),
+    "quantised KV cache without flash attention": ({"ollama_flash_attention": False}, "ollama_flash_attention"),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, run_playbook):
+    tmp = tmp_path_factory.mktemp("preflight")
+    (tmp / "baseline.yml").write_text(yaml.safe_dump(BASELINE))
+    cases = [{"name": "valid baseline", "file": str(tmp / "baseline.yml")}]
+    for i, (name, (overrides, _)) in enumerate(CASES.items()):
+        path = tmp / f"case{i}.yml"
+        path.write_text(yaml.safe_dump(overrides))
+        cases.append({"name": name, "file": str(path)})
+    (tmp / "cases.json").write_text(json.dumps({"cases": cases}))
+    run_playbook("tests/playbooks/preflight-cases.yml", var_files=[tmp / "cases.json"],
+                 baseline=tmp / "baseline.yml", results=tmp / "results.json")
+    return {r["name"]: r for r in json.loads((tmp / "results.json").read_text())}
+
+
+def test_the_baseline_passes(results):
+    assert results["valid baseline"]["refused"] is False, results["valid baseline"]
+
+
+def test_there_are_at_least_20_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_refused_with_a_message_naming_it(results, name):
+    result = results[name]
+    assert result["refused"], f"{name}: accepted"
+    assert CASES[name][1] in result["msg"], f"{name}: refused by '{result['task']}' with: {result['msg']}"
+    assert TOKEN not in result["msg"], "a message must never quote a token"
