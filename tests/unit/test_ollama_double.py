@@ -6,7 +6,6 @@ throw-away OLLAMA_MODELS, and driven with the pinned `ollama` Python client,
 whose pydantic response types reject wrongly shaped replies. The packaging
 function is checked for the release layout and for reproducibility.
 """
-import contextlib
 import hashlib
 import http.client
 import importlib.util
