@@ -60,12 +60,15 @@ unit: venv ## pytest: unit tests, Ollama test double, edge plugins in real Traef
 
 .PHONY: molecule
 molecule: venv mirror ## Every Molecule scenario: create, converge, idempotence, verify, destroy
+	@scripts/apt-install.sh ssh=openssh-client
 	@image=$$(scripts/build-test-image.sh); \
 	for s in $(SCENARIOS); do \
 	  echo "== molecule scenario $$s (image $$image)"; \
 	  state=$(CURDIR)/.cache/molecule/$$s; rm -rf "$$state"; \
 	  scripts/new-vault-password.sh "$$state/vault-password"; \
+	  scripts/new-ssh-key.sh "$$state"; \
 	  CCPROXY_TEST_IMAGE=$$image CCPROXY_STATE_DIR=$$state CCPROXY_PUBLISHED_PORT=$${CCPROXY_TEST_PORT:-18443} \
+	  CCPROXY_SSH_PORT=$${CCPROXY_TEST_SSH_PORT:-18422} \
 	    molecule test -s $$s || exit 1; \
 	done
 

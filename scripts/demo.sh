@@ -10,6 +10,7 @@ NAME=ccproxy-demo
 STATE_DIR=$ROOT/.demo
 INVENTORY=$ROOT/inventory/local/hosts.yml
 PORT=${CCPROXY_DEMO_PORT:-8443}
+SSH_PORT=${CCPROXY_DEMO_SSH_PORT:-2222}
 MIRROR=$ROOT/.cache/mirror
 
 destroy() {
@@ -20,19 +21,27 @@ destroy() {
 up() {
   local image
   image=$(scripts/build-test-image.sh)
+  # Ansible connects like to a real server: over SSH as the image's
+  # unprivileged sudo user `admin`, with this key.
+  scripts/new-vault-password.sh "$STATE_DIR/vault-password"
+  scripts/new-ssh-key.sh "$STATE_DIR"
   # Reuse a running demo; replace one that is stopped, built from an older
-  # image or made without NET_ADMIN (LiteLLM's egress rules need it).
+  # image, made without NET_ADMIN (LiteLLM's egress rules need it) or
+  # published on other ports.
   if podman container exists "$NAME" \
-     && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}} {{.HostConfig.CapAdd}}' "$NAME")" \
-          != "$image true [CAP_NET_ADMIN]" ]; then
+     && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}} {{.HostConfig.CapAdd}}' "$NAME") $(podman port "$NAME" | sort | tr '\n' ' ')" \
+          != "$image true [CAP_NET_ADMIN] 22/tcp -> 127.0.0.1:$SSH_PORT 8080/tcp -> 127.0.0.1:$PORT " ]; then
     destroy
   fi
   if ! podman container exists "$NAME"; then
+    # A new container makes new SSH host keys.
+    rm -f "$STATE_DIR/ssh/known_hosts"
     podman run -d --name "$NAME" --hostname "$NAME" \
       --runtime runc --systemd=always --cap-add NET_ADMIN \
       --ulimit nofile=16384:16384 --ulimit nproc=8192:8192 \
       -v "$MIRROR:/srv/ccproxy-mirror:ro" \
-      -p "127.0.0.1:$PORT:8080" \
+      -v "$STATE_DIR/ssh/authorized_keys.d:/etc/ssh/authorized_keys.d:ro" \
+      -p "127.0.0.1:$PORT:8080" -p "127.0.0.1:$SSH_PORT:22" \
       "$image" >/dev/null
   fi
   for _ in $(seq 1 30); do
@@ -40,8 +49,7 @@ up() {
     sleep 1
   done
 
-  scripts/new-vault-password.sh "$STATE_DIR/vault-password"
-  export CCPROXY_STATE_DIR=$STATE_DIR CCPROXY_PUBLISHED_PORT=$PORT
+  export CCPROXY_STATE_DIR=$STATE_DIR CCPROXY_PUBLISHED_PORT=$PORT CCPROXY_SSH_PORT=$SSH_PORT
   ansible-playbook -i "$INVENTORY" tests/playbooks/prepare-local-target.yml
   ansible-playbook -i "$INVENTORY" --vault-password-file "$STATE_DIR/vault-password" site.yml
 
@@ -52,6 +60,7 @@ CCPROXY_CA_CERT=$STATE_DIR/ca.crt
 CCPROXY_TOKEN_FILE=$STATE_DIR/tokens/demo.token
 CCPROXY_INVENTORY=$INVENTORY
 CCPROXY_VAULT_PASSWORD_FILE=$STATE_DIR/vault-password
+CCPROXY_SSH_PORT=$SSH_PORT
 ENV
   cat <<MSG
 
