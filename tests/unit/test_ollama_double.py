@@ -275,6 +275,42 @@ def test_pull_stream_progress(tmp_path):
     assert {e.digest for e in progress if e.completed == e.total} == set(totals)
 
 
+def test_slow_pull_knob_paces_progress_and_a_disconnect_cancels(tmp_path):
+    """OLLAMA_TEST_DOUBLE_PULL_BYTES_PER_S: progress at that rate; a client gone = no model."""
+    model = "qwen2.5:0.5b"
+    rec = double.synth_model(double.Name(model))
+    rate = rec["size"]  # the whole model in about one second
+    d = Double(tmp_path, OLLAMA_TEST_DOUBLE_PULL_BYTES_PER_S=str(rate))
+    try:
+        # Hang up after the first progress lines: like real Ollama, the pull is cancelled.
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+        conn.request("POST", "/api/pull", body=json.dumps({"model": model}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        first = [json.loads(resp.readline()) for _ in range(3)]
+        resp.close()
+        conn.close()
+        assert first[0] == {"status": "pulling manifest"} and first[2]["completed"] < rate
+        time.sleep(1.5)  # longer than the whole pull would have taken
+        assert model not in [m.model for m in d.client.list().models]
+
+        start = time.monotonic()
+        events = [(time.monotonic() - start, e) for e in d.client.pull(model, stream=True)]
+        elapsed = time.monotonic() - start
+        assert model in [m.model for m in d.client.list().models]
+    finally:
+        assert d.stop()[0] == 0
+    assert 0.9 < elapsed < 5, elapsed
+    assert [e.status for _, e in events[-3:]] == ["verifying sha256 digest", "writing manifest", "success"]
+    weights = "sha256:" + rec["weights_digest"]
+    ticks = [(t, e) for t, e in events if e.digest == weights]
+    assert len(ticks) >= 6, "expected a progress line about every 0.1 s"
+    done = [e.completed for _, e in ticks]
+    assert done[0] == 0 and done[-1] == ticks[-1][1].total and done == sorted(done)
+    assert all(e.completed <= rate * t * 1.1 + 1 for t, e in ticks), "faster than the set rate"
+    assert {e.digest for _, e in events if e.digest} == {layer["digest"] for layer in rec["layers"] + [rec["config"]]}
+
+
 def test_pull_is_idempotent_and_keeps_modified_at(client):
     before = {m.model: m for m in client.list().models}
     assert client.pull(MODEL).status == "success"
