@@ -138,12 +138,17 @@ def test_rotated_tokens_only_as_hashes_on_host(host, gateway):
     assert token not in host.file("/var/log/traefik/access.log").content_string
 
 
+# The scheduled rotation runs as the user Ansible connects as (Molecule: the
+# unprivileged sudo user `admin`), with its state in that user's home.
+SCHEDULE_STATE = "/home/admin/.ccproxy"
+
+
 def run_schedule(extra=()):
     return subprocess.run(
         [
             "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
             "-e", "ccproxy_rotation_controller=" + os.environ.get("CCPROXY_ROTATION_HOST", "ccproxy-molecule-rotation"),
-            "-e", "rotation_schedule_vault_password_file=/root/.ccproxy/vault-password",
+            "-e", f"rotation_schedule_vault_password_file={SCHEDULE_STATE}/vault-password",
             *extra, str(ROOT / "playbooks" / "schedule-rotation.yml"),
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -170,9 +175,9 @@ def test_schedule_installs_a_quarterly_timer_and_failures_show(host):
     run = host.run("systemctl start ccproxy-rotate-token.service")
     assert run.rc != 0
     assert host.run("systemctl is-failed ccproxy-rotate-token.service").stdout.strip() == "failed"
-    status = host.file("/root/.ccproxy/rotate-token.prom").content_string
+    status = host.file(f"{SCHEDULE_STATE}/rotate-token.prom").content_string
     assert "ccproxy_token_rotation_last_run_success 0" in status
-    assert host.file("/root/.ccproxy/rotate-token.log").contains("rotation finished rc=")
+    assert host.file(f"{SCHEDULE_STATE}/rotate-token.log").contains("rotation finished rc=")
 
 
 class Saturate(threading.Thread):
