@@ -1,6 +1,9 @@
 """The macOS artifacts, rendered by the roles themselves (tests/playbooks/render-macos.yml)
-and checked against launchd.plist(5), newsyslog.conf(5) and the config validators.
+and checked against launchd.plist(5), newsyslog.conf(5) and the config validators, with
+the launchctl commands each service's run phase would start with; and the Homebrew
+version guards of install-Darwin.yml, run by Ansible against stand-in binaries.
 No Mac is needed: what only a real Mac can check is listed in the README."""
+import json
 import plistlib
 import subprocess
 import sys
@@ -12,7 +15,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/opt/homebrew"
 FAKE_SECRETS = ("FAKE-render-only-master-key", "FAKE-render-only-client-token")
-SERVICES = ("ollama", "litellm", "traefik")
+SETTINGS = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())
+# LiteLLM runs as `litellm`, `litellm-2`, ... (ccproxy_litellm_instances).
+LITELLM = ("litellm", *(f"litellm-{n}" for n in range(2, int(SETTINGS.get("ccproxy_litellm_instances", 1)) + 1)))
+SERVICES = ("ollama", *LITELLM, "traefik")
 
 # launchd.plist(5): the keys ccproxy uses and the types launchd expects.
 KEY_TYPES = {
@@ -29,6 +35,33 @@ def rendered(tmp_path_factory, run_playbook):
     out = tmp_path_factory.mktemp("macos")
     run_playbook("tests/playbooks/render-macos.yml", ccproxy_render_root=out)
     return out
+
+
+# Ollama kept off, LiteLLM running but not at boot, on a Mac where launchd runs every
+# job (launchctl print says so) and nothing is disabled yet.
+OFF = {
+    "ollama_service_enabled": False,
+    "ollama_service_state": "stopped",
+    "litellm_service_enabled": False,
+    "ccproxy_render_launchctl": {
+        "print_rc": 0,
+        "print_stdout": "system/com.ccproxy.x = {\n\tstate = running\n\tpid = 4711\n}\n",
+        "disabled_stdout": "disabled services = {\n}\n",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def rendered_off(tmp_path_factory, run_playbook):
+    out = tmp_path_factory.mktemp("macos-off")
+    settings = out.parent / "macos-off.yml"
+    settings.write_text(yaml.safe_dump(OFF))
+    run_playbook("tests/playbooks/render-macos.yml", [settings], ccproxy_render_root=out)
+    return out
+
+
+def launchctl_plan(rendered, label):
+    return json.loads((rendered / "launchctl-plan" / f"{label}.json").read_text())
 
 
 def load_plist(rendered, path):
@@ -134,3 +167,140 @@ def test_rendered_litellm_config_serves_every_alias(rendered):
     models = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())["ccproxy_models"]
     assert {m["model_name"] for m in config["model_list"]} == {a for m in models for a in m["aliases"]}
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+
+
+# --- what launchctl is told ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_fresh_mac_bootstraps_each_daemon_as_root(rendered, service):
+    label = f"com.ccproxy.{service}"
+    assert launchctl_plan(rendered, label) == {
+        "target": f"system/{label}", "become": True,
+        "commands": [["launchctl", "bootstrap", "system", f"/Library/LaunchDaemons/{label}.plist"]],
+    }
+
+
+def test_the_rotation_agent_loads_in_the_operators_gui_domain_without_root(rendered):
+    label = "com.ccproxy.rotate-token"
+    assert launchctl_plan(rendered, label) == {
+        "target": f"gui/501/{label}", "become": False,
+        "commands": [["launchctl", "bootstrap", "gui/501", f"/Users/coder/Library/LaunchAgents/{label}.plist"]],
+    }
+
+
+def test_service_state_and_enabled_reach_launchctl(rendered_off):
+    assert launchctl_plan(rendered_off, "com.ccproxy.ollama")["commands"] == [
+        ["launchctl", "bootout", "system/com.ccproxy.ollama"],
+        ["launchctl", "disable", "system/com.ccproxy.ollama"],
+    ]
+    for name in LITELLM:
+        assert launchctl_plan(rendered_off, f"com.ccproxy.{name}")["commands"] == [
+            ["launchctl", "disable", f"system/com.ccproxy.{name}"],
+        ]
+    # Running, enabled, nothing to do.
+    assert launchctl_plan(rendered_off, "com.ccproxy.traefik")["commands"] == []
+    assert launchctl_plan(rendered_off, "com.ccproxy.rotate-token")["commands"] == []
+
+
+def test_a_service_kept_off_keeps_its_plist_as_it_is(rendered, rendered_off):
+    # Not starting at boot is launchd's override database (launchctl disable), not a plist
+    # key: KeepAlive's SuccessfulExit implies RunAtLoad. The plist stays, unchanged.
+    for path in all_plists(rendered):
+        assert (rendered_off / path.relative_to(rendered)).read_bytes() == path.read_bytes(), path.name
+    job = daemon(rendered_off, "ollama")
+    assert job["RunAtLoad"] is True and "Disabled" not in job
+
+
+# --- Homebrew version guards (install-Darwin.yml) ---------------------------------------------
+# Homebrew installs its current release. Each guard task is run as the role has it, with
+# its binary replaced by a script printing a given `--version` output.
+
+FAKE_BINARY = """#!/bin/sh
+printf '%s\n' "$FAKE_VERSION_OUTPUT"
+exit "${FAKE_VERSION_RC:-0}"
+"""
+
+OLLAMA_CASES = [
+    ("ollama version is 0.12.6", 0, True),
+    ("ollama version is 0.13.2", 0, True),
+    # `ollama --version` with no server running.
+    ("Warning: could not connect to a running Ollama instance\nWarning: client version is 0.12.6", 0, True),
+    # Same major version (0) and older: the guard before 42f0280 let these through.
+    ("ollama version is 0.11.10", 0, False),
+    ("ollama version is 0.1.0", 0, False),
+    ("ollama version is 0.12.5", 0, False),
+    ("", 0, False),
+    ("ollama version is 0.12.6", 1, False),
+]
+TRAEFIK_OUTPUT = """Version:      {}
+Codename:     ramequin
+Go version:   go1.24.4
+Built:        2026-10-01T10:00:00Z
+OS/Arch:      darwin/arm64"""
+TRAEFIK_CASES = [
+    (TRAEFIK_OUTPUT.format("3.7.15"), 0, True),
+    (TRAEFIK_OUTPUT.format("v3.7.15"), 0, True),
+    (TRAEFIK_OUTPUT.format("3.7.14"), 0, False),
+    (TRAEFIK_OUTPUT.format("2.11.30"), 0, False),
+    (TRAEFIK_OUTPUT.format("4.0.0"), 0, False),
+    pytest.param(TRAEFIK_OUTPUT.format("3.8.0"), 0, False, marks=pytest.mark.xfail(
+        strict=True, reason="roles/traefik/tasks/install-Darwin.yml accepts any 3.x at least traefik_version, "
+                            "not exactly traefik_version")),
+    ("", 0, False),
+    (TRAEFIK_OUTPUT.format("3.7.15"), 1, False),
+]
+GUARDS = {
+    # role: (the guard's register, the variable naming its binary, the pinned version, cases)
+    "ollama": ("__ollama_version_out", "_ollama_bin", {"ollama_version": "0.12.6"}, OLLAMA_CASES),
+    "traefik": ("__traefik_version_out", "_traefik_bin", {"traefik_version": "3.7.15"}, TRAEFIK_CASES),
+}
+
+
+def case_values(case):
+    return case.values if hasattr(case, "values") else case
+
+
+@pytest.fixture(scope="module")
+def guard_verdicts(tmp_path_factory, run_playbook):
+    """{role: [accepted?, ...]} in the order of the role's cases."""
+    tmp = tmp_path_factory.mktemp("guards")
+    binary = tmp / "fake-binary"
+    binary.write_text(FAKE_BINARY)
+    binary.chmod(0o755)
+    tasks = []
+    for role, (register, bin_var, pins, cases) in GUARDS.items():
+        guard = next(t for t in yaml.safe_load((ROOT / f"roles/{role}/tasks/install-Darwin.yml").read_text())
+                     if t.get("register") == register)
+        for number, case in enumerate(cases):
+            output, rc, _ = case_values(case)
+            tasks.append(guard | {
+                "name": f"{role} case {number}",
+                "vars": guard.get("vars", {}) | pins | {bin_var: str(binary)},
+                "environment": {"FAKE_VERSION_OUTPUT": output, "FAKE_VERSION_RC": str(rc)},
+                "ignore_errors": True,
+            })
+            tasks.append({"ansible.builtin.set_fact": {"verdicts": f"{{{{ verdicts + [{register} is not failed] }}}}"}})
+    tasks.append({"ansible.builtin.copy": {"content": "{{ verdicts | to_json }}", "dest": str(tmp / "verdicts.json"),
+                                           "mode": "0644"}})
+    playbook = tmp / "guards.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Homebrew version guards", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}", "verdicts": []},
+        "tasks": tasks,
+    }], sort_keys=False))
+    run_playbook(str(playbook))
+    verdicts = iter(json.loads((tmp / "verdicts.json").read_text()))
+    return {role: [next(verdicts) for _ in cases] for role, (*_, cases) in GUARDS.items()}
+
+
+@pytest.mark.parametrize("output, rc, accepted", OLLAMA_CASES)
+def test_ollama_guard(guard_verdicts, output, rc, accepted):
+    index = [case_values(c)[:2] for c in OLLAMA_CASES].index((output, rc))
+    assert guard_verdicts["ollama"][index] is accepted
+
+
+@pytest.mark.parametrize("output, rc, accepted", TRAEFIK_CASES)
+def test_traefik_guard(guard_verdicts, output, rc, accepted):
+    index = [case_values(c)[:2] for c in TRAEFIK_CASES].index((output, rc))
+    assert guard_verdicts["traefik"][index] is accepted

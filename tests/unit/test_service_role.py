@@ -1,7 +1,10 @@
 """Role `service` renders the shapes coming roles need (tests/playbooks/render-service-examples.yml):
-a drop-in amending a package's unit, a second instance of a service, a timed job,
-on systemd and launchd. The gateway's own units are converged for real by Molecule."""
+a drop-in amending a package's unit, a second instance of a service, a timed job, a
+service kept off, a per-user agent, on systemd and launchd, with the launchctl commands
+each would start with on a fresh Mac. The gateway's own units are converged for real by
+Molecule; what launchctl is told in every case is tests/unit/test_launchd_plan.py."""
 import configparser
+import json
 import plistlib
 
 import pytest
@@ -81,3 +84,50 @@ def test_units_parse_as_ini(rendered):
             parser = configparser.ConfigParser(strict=False, interpolation=None)
             parser.optionxform = str
             parser.read_string(path.read_text())
+
+
+def plan(rendered, label):
+    return json.loads((rendered / "Darwin/launchctl-plan" / f"{label}.json").read_text())
+
+
+def test_a_service_kept_off_is_installed_but_neither_started_nor_enabled(rendered):
+    # launchd: the plist is what it would be for a running service; `launchctl disable`
+    # (the override database, which outlasts reboots) keeps it from starting at boot.
+    job = plistlib.loads((rendered / "Darwin/Library/LaunchDaemons/com.ccproxy.batch.plist").read_bytes())
+    assert job["RunAtLoad"] is True and job["KeepAlive"] == {"Crashed": True, "SuccessfulExit": False}
+    assert "Disabled" not in job
+    assert plan(rendered, "com.ccproxy.batch") == {
+        "target": "system/com.ccproxy.batch", "become": True,
+        "commands": [["launchctl", "disable", "system/com.ccproxy.batch"]],
+    }
+    # systemd: the same unit; `systemctl disable` is what keeps it off.
+    sections = unit(rendered / "Linux" / UNITS / "batch.service")
+    assert values(sections["Install"], "WantedBy") == ["multi-user.target"]
+
+
+def test_an_agent_runs_in_the_users_gui_domain_without_root(rendered):
+    path = rendered / "Darwin/Users/coder/Library/LaunchAgents/com.ccproxy.helper.plist"
+    job = plistlib.loads(path.read_bytes())
+    assert job["Label"] == "com.ccproxy.helper" and "UserName" not in job
+    # Running now, not at the next login: loaded first, since a disabled job cannot be.
+    assert plan(rendered, "com.ccproxy.helper") == {
+        "target": "gui/501/com.ccproxy.helper", "become": False,
+        "commands": [
+            ["launchctl", "bootstrap", "gui/501", "/Users/coder/Library/LaunchAgents/com.ccproxy.helper.plist"],
+            ["launchctl", "disable", "gui/501/com.ccproxy.helper"],
+        ],
+    }
+
+
+@pytest.mark.parametrize("name", ["litellm-2", "watchdog"])
+def test_a_fresh_mac_bootstraps_started_daemons(rendered, name):
+    label = f"com.ccproxy.{name}"
+    assert plan(rendered, label)["commands"] == [
+        ["launchctl", "bootstrap", "system", f"/Library/LaunchDaemons/{label}.plist"]]
+
+
+def test_every_launchd_example_has_a_plan_and_systemd_none(rendered):
+    plists = {p.name.removesuffix(".plist") for p in (rendered / "Darwin").rglob("*.plist")}
+    plans = {p.name.removesuffix(".json") for p in (rendered / "Darwin/launchctl-plan").iterdir()}
+    assert plans == plists
+    assert not (rendered / "Linux/launchctl-plan").exists()
