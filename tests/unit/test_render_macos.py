@@ -103,7 +103,8 @@ def test_daemon_keys_and_types_follow_launchd_plist_5(rendered, service):
 
 def test_programs_come_from_homebrew_and_the_venv(rendered):
     assert daemon(rendered, "ollama")["ProgramArguments"] == [f"{PREFIX}/bin/ollama", "serve"]
-    assert daemon(rendered, "traefik")["ProgramArguments"][0] == f"{PREFIX}/bin/traefik"
+    # Homebrew cannot pin Traefik: the pinned release archive's link in /opt.
+    assert daemon(rendered, "traefik")["ProgramArguments"][0] == "/opt/traefik/traefik"
     args = daemon(rendered, "litellm")["ProgramArguments"]
     assert f"{PREFIX}/var/ccproxy/litellm/venv/bin/litellm" in args
     assert f"{PREFIX}/etc/ccproxy/litellm/litellm.env" in args
@@ -212,7 +213,7 @@ def test_a_service_kept_off_keeps_its_plist_as_it_is(rendered, rendered_off):
     assert job["RunAtLoad"] is True and "Disabled" not in job
 
 
-# --- Homebrew version guards (install-Darwin.yml) ---------------------------------------------
+# --- Version guards: Ollama (Homebrew) and the release role (Traefik) -----------------------
 # Homebrew installs its current release. Each guard task is run as the role has it, with
 # its binary replaced by a script printing a given `--version` output.
 
@@ -244,16 +245,20 @@ TRAEFIK_CASES = [
     (TRAEFIK_OUTPUT.format("3.7.14"), 0, False),
     (TRAEFIK_OUTPUT.format("2.11.30"), 0, False),
     (TRAEFIK_OUTPUT.format("4.0.0"), 0, False),
-    pytest.param(TRAEFIK_OUTPUT.format("3.8.0"), 0, False, marks=pytest.mark.xfail(
-        strict=True, reason="roles/traefik/tasks/install-Darwin.yml accepts any 3.x at least traefik_version, "
-                            "not exactly traefik_version")),
+    # Exactly the pinned release: a newer one is refused too.
+    (TRAEFIK_OUTPUT.format("3.8.0"), 0, False),
+    (TRAEFIK_OUTPUT.format("3.7.150"), 0, False),
     ("", 0, False),
     (TRAEFIK_OUTPUT.format("3.7.15"), 1, False),
 ]
 GUARDS = {
-    # role: (the guard's register, the variable naming its binary, the pinned version, cases)
-    "ollama": ("__ollama_version_out", "_ollama_bin", {"ollama_version": "0.12.6"}, OLLAMA_CASES),
-    "traefik": ("__traefik_version_out", "_traefik_bin", {"traefik_version": "3.7.15"}, TRAEFIK_CASES),
+    # role: (the task file, the guard's register, its vars with the binary as {binary}, cases)
+    "ollama": ("roles/ollama/tasks/install-Darwin.yml", "__ollama_version_out",
+               {"_ollama_bin": "{binary}", "ollama_version": "0.12.6"}, OLLAMA_CASES),
+    # Traefik comes from its release archive on macOS too: role release's check.
+    "traefik": ("roles/release/tasks/main.yml", "__release_version",
+                {"_release_spec": {"link": "{binary}", "version_args": ["version"], "version": "3.7.15"}},
+                TRAEFIK_CASES),
 }
 
 
@@ -269,14 +274,14 @@ def guard_verdicts(tmp_path_factory, run_playbook):
     binary.write_text(FAKE_BINARY)
     binary.chmod(0o755)
     tasks = []
-    for role, (register, bin_var, pins, cases) in GUARDS.items():
-        guard = next(t for t in yaml.safe_load((ROOT / f"roles/{role}/tasks/install-Darwin.yml").read_text())
-                     if t.get("register") == register)
+    for role, (task_file, register, guard_vars, cases) in GUARDS.items():
+        guard = next(t for t in yaml.safe_load((ROOT / task_file).read_text()) if t.get("register") == register)
+        guard_vars = json.loads(json.dumps(guard_vars).replace("{binary}", str(binary)))
         for number, case in enumerate(cases):
             output, rc, _ = case_values(case)
             tasks.append(guard | {
                 "name": f"{role} case {number}",
-                "vars": guard.get("vars", {}) | pins | {bin_var: str(binary)},
+                "vars": guard.get("vars", {}) | guard_vars,
                 "environment": {"FAKE_VERSION_OUTPUT": output, "FAKE_VERSION_RC": str(rc)},
                 "ignore_errors": True,
             })
@@ -285,7 +290,7 @@ def guard_verdicts(tmp_path_factory, run_playbook):
                                            "mode": "0644"}})
     playbook = tmp / "guards.yml"
     playbook.write_text(yaml.safe_dump([{
-        "name": "Homebrew version guards", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "name": "Version guards", "hosts": "localhost", "connection": "local", "gather_facts": False,
         "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}", "verdicts": []},
         "tasks": tasks,
     }], sort_keys=False))
