@@ -17,6 +17,10 @@ BASELINE = {
     "ansible_facts": FACTS,
     "ccproxy_models": MODELS,
     "ccproxy_ollama_port": 11434, "ccproxy_litellm_port": 8081, "ccproxy_public_port": 8080,
+    "ccproxy_litellm_instances": 2,
+    # Derived as in playbooks/group_vars/all/ccproxy.yml, so cases that move the first port move it.
+    "ccproxy_litellm_ports": "{{ range(ccproxy_litellm_port | int, ccproxy_litellm_port | int"
+                             " + 10 * ccproxy_litellm_instances | int, 10) | list }}",
     "ccproxy_token_grace_seconds": 86400,
     "ccproxy_clients": ["laptop", "ci"],
     "ccproxy_public_url": "https://gateway.example.internal:8080/v1",
@@ -28,6 +32,8 @@ BASELINE = {
     "traefik_max_in_flight_per_client": 4, "traefik_read_timeout": "60s", "traefik_api_routes_extra": [],
     "traefik_tls_cert_src": "", "traefik_tls_key_src": "", "traefik_internal_port": 8082,
     "traefik_max_request_body_bytes": 33554432,
+    "traefik_retry_attempts": 5, "traefik_upstream_health_interval": "500ms",
+    "traefik_retry_initial_interval": "250ms",
     "ollama_kv_cache_type": "q8_0", "ollama_flash_attention": True,
 }
 
@@ -45,6 +51,18 @@ CASES = {
     "port out of range": ({"ccproxy_public_port": 70000}, "ccproxy_public_port"),
     "port not a number": ({"ccproxy_public_port": "eighty"}, "ccproxy_public_port"),
     "internal port collides with the public one": ({"traefik_internal_port": 8080}, "traefik_internal_port"),
+    # The second LiteLLM instance listens 10 ports above the first.
+    "second LiteLLM instance on the Ollama port": ({"ccproxy_litellm_port": 11424}, "ccproxy_litellm_instances"),
+    "second LiteLLM instance on the public port": ({"ccproxy_litellm_port": 8070}, "ccproxy_litellm_port"),
+    "second LiteLLM instance on Traefik's internal port": ({"ccproxy_litellm_port": 8072}, "traefik_internal_port"),
+    "second LiteLLM instance beyond port 65535": ({"ccproxy_litellm_port": 65530}, "ccproxy_litellm_port"),
+    "two LiteLLM instances on one port": ({"ccproxy_litellm_ports": [8081, 8081]}, "ccproxy_litellm_ports"),
+    "LiteLLM ports and instances disagree": ({"ccproxy_litellm_instances": 3, "ccproxy_litellm_ports": [8081, 8091]}, "ccproxy_litellm_ports"),
+    "no LiteLLM instance": ({"ccproxy_litellm_instances": 0}, "ccproxy_litellm_instances"),
+    "LiteLLM instances not a number": ({"ccproxy_litellm_instances": "two"}, "ccproxy_litellm_instances"),
+    "no attempt left for a request": ({"traefik_retry_attempts": 0}, "traefik_retry_attempts"),
+    "health check interval not a duration": ({"traefik_upstream_health_interval": "often"}, "traefik_upstream_health_interval"),
+    "retry wait not a duration": ({"traefik_retry_initial_interval": "a bit"}, "traefik_retry_initial_interval"),
     "negative grace period": ({"ccproxy_token_grace_seconds": -5}, "ccproxy_token_grace_seconds"),
     "unknown launchd kind": ({"ccproxy_launchd_kind": "service"}, "ccproxy_launchd_kind"),
     "launchd prefix not reverse-DNS": ({"ccproxy_launchd_label_prefix": "ccproxy"}, "ccproxy_launchd_label_prefix"),

@@ -12,14 +12,18 @@ def test_system_is_running(host):
     assert state == "running", failed
 
 
-@pytest.mark.parametrize("unit", ["ollama", "litellm", "traefik"])
+# LiteLLM runs twice (ccproxy_litellm_instances): litellm on 8081, litellm-2 on 8091.
+UNITS = ["ollama", "litellm", "litellm-2", "traefik"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
 def test_service_enabled_and_running(host, unit):
     service = host.service(unit)
     assert service.is_enabled
     assert service.is_running
 
 
-@pytest.mark.parametrize("port", [11434, 8081, 8082])
+@pytest.mark.parametrize("port", [11434, 8081, 8091, 8082])
 def test_internal_ports_on_loopback_only(host, port):
     assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
     listening = host.socket.get_listening_sockets()
@@ -53,7 +57,7 @@ def test_secret_files(host, path, owner, group, mode):
     assert (f.user, f.group, f.mode) == (owner, group, mode)
 
 
-@pytest.mark.parametrize("unit,limit", [("traefik", 3.0), ("litellm", 3.0), ("ollama", 5.0)])
+@pytest.mark.parametrize("unit,limit", [("traefik", 3.0), ("litellm", 3.0), ("litellm-2", 3.0), ("ollama", 5.0)])
 def test_unit_hardening(host, unit, limit):
     out = host.run(f"systemd-analyze security {unit} --no-pager").stdout
     exposure = float(out.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])
@@ -63,7 +67,7 @@ def test_unit_hardening(host, unit, limit):
 def test_units_apply_their_sandbox(host):
     """Settings a container might silently not apply: the services really run
     in their own user and mount namespaces, without capabilities."""
-    for unit in ("traefik", "litellm"):
+    for unit in ("traefik", "litellm", "litellm-2"):
         pid = host.run(f"systemctl show -p MainPID --value {unit}").stdout.strip()
         assert host.run(f"readlink /proc/{pid}/ns/user").stdout != host.run("readlink /proc/1/ns/user").stdout
         assert host.run(f"readlink /proc/{pid}/ns/mnt").stdout != host.run("readlink /proc/1/ns/mnt").stdout
@@ -76,7 +80,7 @@ def test_no_secret_in_unit_files(host):
     env = host.file("/etc/ccproxy/litellm/litellm.env").content_string
     key = env.split("LITELLM_MASTER_KEY=", 1)[1].strip()
     assert len(key) >= 32
-    for unit in ("ollama", "litellm", "traefik"):
+    for unit in UNITS:
         assert key not in host.file(f"/etc/systemd/system/{unit}.service").content_string
     ps = host.run("ps -eo args").stdout
     assert key not in ps
