@@ -35,6 +35,8 @@ BASELINE = {
     "traefik_retry_attempts": 5, "traefik_upstream_health_interval": "500ms",
     "traefik_retry_initial_interval": "250ms",
     "ollama_kv_cache_type": "q8_0", "ollama_flash_attention": True,
+    "ollama_pull_progress_interval": 10, "ollama_pull_timeout": 21600,
+    "ccproxy_probe_host": "gateway.example.internal", "traefik_log_level": "INFO",
 }
 
 # name: (variables that differ from the baseline, the variable the message must name)
@@ -84,6 +86,9 @@ CASES = {
     "extra route method": ({"traefik_api_routes_extra": [{"method": "TRACE", "path": "/v1/x"}]}, "traefik_api_routes_extra"),
     "certificate without key": ({"traefik_tls_cert_src": "/etc/hosts"}, "traefik_tls_key_src"),
     "quantised KV cache without flash attention": ({"ollama_flash_attention": False}, "ollama_flash_attention"),
+    "pull progress too rare": ({"ollama_pull_progress_interval": 60}, "ollama_pull_progress_interval"),
+    "probe host as a URL": ({"ccproxy_probe_host": "https://gateway.example.internal"}, "ccproxy_probe_host"),
+    "Traefik logging secrets at DEBUG": ({"traefik_log_level": "DEBUG"}, "traefik_log_level"),
 }
 
 
