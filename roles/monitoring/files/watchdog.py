@@ -3,7 +3,8 @@
 
 A supervisor (systemd, launchd) restarts a service that exits; it cannot see
 one that is alive but hung. Run every few seconds by a timer, this asks each
-service's health URL; after `failures` consecutive failures it restarts the
+service's health URL (only while its supervisor has it running: a
+stopped service is the operator's or the supervisor's business); after `failures` consecutive failures it restarts the
 service, at most `max_restarts` times per `window_seconds`, and each further
 restart in the window needs twice as many failures (back-off). Past the
 limit it only reports (ccproxy_watchdog_backing_off, which alerts). While the
@@ -37,9 +38,9 @@ def check_config(config):
     for i, check in enumerate(config.get("checks") or []):
         if not (isinstance(check, dict) and isinstance(check.get("name"), str)
                 and isinstance(check.get("url"), str) and check["url"].startswith("http")
-                and isinstance(check.get("restart"), list) and check["restart"]
-                and all(isinstance(a, str) for a in check["restart"])):
-            problems.append(f"checks[{i}]: needs name, an http(s) url and a restart argv")
+                and all(isinstance(check.get(k), list) and check[k] and all(isinstance(a, str) for a in check[k])
+                        for k in ("restart", "running"))):
+            problems.append(f"checks[{i}]: needs name, an http(s) url, and restart and running argv lists")
     for key in ("failures", "max_restarts", "timeout_seconds", "window_seconds"):
         if isinstance(config.get(key), int) and config[key] < 1:
             problems.append(f"{key}: must be at least 1")
@@ -123,7 +124,8 @@ def run(config):
             s["failures"] = 0
             results[name] = None
             continue
-        ok = answers(check["url"], config["timeout_seconds"])
+        running = subprocess.run(check["running"], check=False, capture_output=True, timeout=30).returncode == 0
+        ok = not running or answers(check["url"], config["timeout_seconds"])
         results[name] = ok
         if ok:
             s["failures"] = 0
