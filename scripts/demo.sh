@@ -68,6 +68,10 @@ demo: ccproxy is running in container $NAME.
 demo: endpoint https://127.0.0.1:$PORT/v1 - settings in .demo/ccproxy.env
 demo: NOTE the model backend is the Ollama API TEST DOUBLE (tests/ollama_double),
 demo:      not Ollama: answers are canned echoes, not model output.
+demo: monitoring listens on the container's loopback only; open a tunnel through its sshd:
+demo:   ssh -i $STATE_DIR/ssh/id_ed25519 -o UserKnownHostsFile=$STATE_DIR/ssh/known_hosts -p $SSH_PORT \\
+demo:       -N -L 9090:127.0.0.1:9090 -L 9093:127.0.0.1:9093 admin@127.0.0.1
+demo: then browse Prometheus at http://127.0.0.1:9090 and Alertmanager at http://127.0.0.1:9093
 MSG
 }
 

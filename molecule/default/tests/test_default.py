@@ -209,6 +209,9 @@ PHASES = {
     "traefik_configure": ["roles/traefik/tasks/configure.yml", "roles/traefik/tasks/routing.yml",
                           "roles/service/tasks/files.yml", *_DEFINE],
     "traefik_run": ["roles/service/tasks/run.yml"],
+    "monitoring_install": ["roles/monitoring/tasks/install", "roles/release/"],
+    "monitoring_configure": ["roles/monitoring/tasks/configure.yml", "roles/service/tasks/files.yml", *_DEFINE],
+    "monitoring_run": ["roles/monitoring/tasks/run.yml", "roles/service/tasks/run.yml"],
 }
 ANY_PHASE = ("playbooks/", "/tasks/platform.yml", "/tasks/preflight.yml")
 
