@@ -136,9 +136,11 @@ def test_management_route_is_edge_404(edge, host, method, path):
 def test_ssrf_sequence_never_reaches_litellm(edge, host):
     """The reviewed SSRF: an MCP OAuth session whose token_url is a loopback
     port, then its token call. Both stop at the edge; Ollama sees nothing."""
-    before = host.run("journalctl -u ollama --no-pager -o cat | grep -c '\"/api/version\"'").stdout.strip()
+    # A canary query string tells this attack's request from the monitoring
+    # probes and the watchdog, which ask /api/version all the time.
+    canary = f"ccproxy-ssrf-canary={uuid.uuid4().hex}"
     status, body, marker = edge.request("POST", "/v1/mcp/server/oauth/session", body={
-        "server_id": "attack", "token_url": "http://127.0.0.1:11434/api/version",
+        "server_id": "attack", "token_url": f"http://127.0.0.1:11434/api/version?{canary}",
         "client_id": "x", "client_secret": "y",
     })
     assert status == 404, body
@@ -147,8 +149,8 @@ def test_ssrf_sequence_never_reaches_litellm(edge, host):
     assert status == 404, body
     assert_answered_by_edge(host, marker)
     time.sleep(1)
-    after = host.run("journalctl -u ollama --no-pager -o cat | grep -c '\"/api/version\"'").stdout.strip()
-    assert after == before, "a request reached Ollama's /api/version"
+    reached = host.run(f"journalctl -u ollama --no-pager -o cat | grep -c '{canary}'").stdout.strip()
+    assert reached == "0", "a request reached Ollama's /api/version"
 
 
 def test_client_supplied_api_base_is_refused(edge):

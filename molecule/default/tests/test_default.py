@@ -209,7 +209,8 @@ PHASES = {
     "traefik_configure": ["roles/traefik/tasks/configure.yml", "roles/traefik/tasks/routing.yml",
                           "roles/service/tasks/files.yml", *_DEFINE],
     "traefik_run": ["roles/service/tasks/run.yml"],
-    "monitoring_install": ["roles/monitoring/tasks/install", "roles/release/"],
+    # The drop-ins are written before the packages exist (their postinst starts them).
+    "monitoring_install": ["roles/monitoring/tasks/install", "roles/release/", *_DEFINE],
     "monitoring_configure": ["roles/monitoring/tasks/configure.yml", "roles/service/tasks/files.yml", *_DEFINE],
     "monitoring_run": ["roles/monitoring/tasks/run.yml", "roles/service/tasks/run.yml"],
 }
