@@ -59,7 +59,10 @@ def main():
     env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = str(args.top)
     env["ANSIBLE_NOCOLOR"] = "1"
     state = Path(env.get("CCPROXY_STATE_DIR", ROOT / ".demo"))
-    cmd = ["ansible-playbook", "-i", args.inventory, args.playbook, *args.extra]
+    # The venv's ansible-playbook, next to this interpreter, when run as .venv/bin/python.
+    venv_playbook = Path(sys.executable).with_name("ansible-playbook")
+    playbook_cmd = str(venv_playbook) if venv_playbook.exists() else "ansible-playbook"
+    cmd = [playbook_cmd, "-i", args.inventory, args.playbook, *args.extra]
     if "ANSIBLE_VAULT_PASSWORD_FILE" not in env and (state / "vault-password").exists():
         cmd += ["--vault-password-file", str(state / "vault-password")]
 
