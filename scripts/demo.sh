@@ -27,7 +27,12 @@ up() {
   scripts/new-ssh-key.sh "$STATE_DIR"
   # Reuse a running demo; replace one that is stopped, built from an older
   # image, made without NET_ADMIN (LiteLLM's egress rules need it) or
-  # published on other ports.
+  # published on other ports. After a reboot podman may still call a container
+  # running whose processes are gone: one that cannot run a command is replaced.
+  if podman container exists "$NAME" \
+     && ! podman exec "$NAME" true >/dev/null 2>&1; then
+    destroy
+  fi
   if podman container exists "$NAME" \
      && [ "$(podman inspect -f '{{.ImageName}} {{.State.Running}} {{.HostConfig.CapAdd}}' "$NAME") $(podman port "$NAME" | sort | tr '\n' ' ')" \
           != "$image true [CAP_NET_ADMIN] 22/tcp -> 127.0.0.1:$SSH_PORT 8080/tcp -> 127.0.0.1:$PORT " ]; then
