@@ -37,7 +37,11 @@ BASELINE = {
     "ollama_kv_cache_type": "q8_0", "ollama_flash_attention": True,
     "ollama_pull_progress_interval": 10, "ollama_pull_timeout": 21600,
     "ccproxy_probe_host": "gateway.example.internal", "traefik_log_level": "INFO",
+    "monitoring_public_probe_ca_src": "", "monitoring_grafana_enabled": False,
+    "monitoring_prometheus_port": 9090, "monitoring_alertmanager_retention": "120h",
+    "monitoring_watchdog_interval_seconds": 30,
 }
+GRAFANA = {"monitoring_grafana_enabled": True, "monitoring_grafana_admin_password": "FAKE-preflight-grafana-pw"}
 
 # name: (variables that differ from the baseline, the variable the message must name)
 CASES = {
@@ -89,6 +93,11 @@ CASES = {
     "pull progress too rare": ({"ollama_pull_progress_interval": 60}, "ollama_pull_progress_interval"),
     "probe host as a URL": ({"ccproxy_probe_host": "https://gateway.example.internal"}, "ccproxy_probe_host"),
     "Traefik logging secrets at DEBUG": ({"traefik_log_level": "DEBUG"}, "traefik_log_level"),
+    "Prometheus on the public port": ({"monitoring_prometheus_port": 8080}, "monitoring_prometheus_port"),
+    "retention not a duration": ({"monitoring_alertmanager_retention": "5 days"}, "Prometheus durations"),
+    "watchdog interval not dividing a minute": ({"monitoring_watchdog_interval_seconds": 25}, "monitoring_watchdog_interval_seconds"),
+    "Grafana with a short admin password": ({**GRAFANA, "monitoring_grafana_admin_password": "short"}, "monitoring_grafana_admin_password"),
+    "Grafana on Debian without Grafana's package": (GRAFANA, "install `grafana` from Grafana's apt repository"),
 }
 
 

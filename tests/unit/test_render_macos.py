@@ -5,6 +5,7 @@ version guards of install-Darwin.yml, run by Ansible against stand-in binaries.
 No Mac is needed: what only a real Mac can check is listed in the README."""
 import json
 import plistlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ FAKE_SECRETS = ("FAKE-render-only-master-key", "FAKE-render-only-client-token")
 SETTINGS = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())
 # LiteLLM runs as `litellm`, `litellm-2`, ... (ccproxy_litellm_instances).
 LITELLM = ("litellm", *(f"litellm-{n}" for n in range(2, int(SETTINGS.get("ccproxy_litellm_instances", 1)) + 1)))
-SERVICES = ("ollama", *LITELLM, "traefik")
+MONITORING = ("prometheus", "alertmanager", "node-exporter", "blackbox-exporter", "grafana")
+SERVICES = ("ollama", *LITELLM, "traefik", *MONITORING)
 
 # launchd.plist(5): the keys ccproxy uses and the types launchd expects.
 KEY_TYPES = {
@@ -79,7 +81,8 @@ def all_plists(rendered):
 
 def test_every_service_and_the_rotation_job_have_a_plist(rendered):
     names = {p.name for p in all_plists(rendered)}
-    assert names == {f"com.ccproxy.{s}.plist" for s in SERVICES} | {"com.ccproxy.rotate-token.plist"}
+    assert names == {f"com.ccproxy.{s}.plist" for s in SERVICES} | {
+        "com.ccproxy.rotate-token.plist", "com.ccproxy.ccproxy-watchdog.plist"}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -141,7 +144,7 @@ def test_rotation_job_is_quarterly_and_not_kept_alive(rendered):
     assert sorted(i["Month"] for i in intervals) == [1, 4, 7, 10]
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", (*SERVICES, "ccproxy-watchdog"))
 def test_newsyslog_entries(rendered, service):
     lines = [l for l in (rendered / f"etc/newsyslog.d/ccproxy-{service}.conf").read_text().splitlines()
              if l.strip() and not l.startswith("#")]
@@ -149,7 +152,7 @@ def test_newsyslog_entries(rendered, service):
     for line in lines:
         path, owner, mode, count, size, when, flags = line.split()
         assert path.startswith(f"{PREFIX}/var/log/ccproxy/")
-        assert owner == "coder:staff"
+        assert owner == ("root:wheel" if service == "ccproxy-watchdog" else "coder:staff")
         assert mode == "640" and count.isdigit() and size.isdigit() and when == "*"
 
 
@@ -310,3 +313,119 @@ def test_ollama_guard(guard_verdicts, output, rc, accepted):
 def test_traefik_guard(guard_verdicts, output, rc, accepted):
     index = [case_values(c)[:2] for c in TRAEFIK_CASES].index((output, rc))
     assert guard_verdicts["traefik"][index] is accepted
+
+
+# --- monitoring and Grafana ------------------------------------------------------------
+
+MONITORING_DIR = f"{PREFIX}/etc/ccproxy/monitoring"
+
+
+def monitoring_file(rendered, name):
+    return rendered / f"{MONITORING_DIR}/{name}".lstrip("/")
+
+
+def test_every_monitoring_daemon_listens_on_loopback_only(rendered):
+    for service in MONITORING:
+        args = daemon(rendered, service)["ProgramArguments"]
+        listen = [a for a in args if a.startswith("--web.listen-address=")]
+        if service == "grafana":
+            ini = monitoring_file(rendered, "grafana/grafana.ini").read_text()
+            assert "\nhttp_addr = 127.0.0.1\n" in ini
+        else:
+            assert listen and all(a.split("=", 1)[1].startswith("127.0.0.1:") for a in listen), args
+    # A single Alertmanager: no cluster port at all.
+    assert "--cluster.listen-address=" in daemon(rendered, "alertmanager")["ProgramArguments"]
+
+
+def test_the_watchdog_runs_each_minute_as_root_to_restart_daemons(rendered):
+    job = daemon(rendered, "ccproxy-watchdog")
+    assert job["StartCalendarInterval"] == [{}] and job["RunAtLoad"] is False
+    assert "UserName" not in job and "KeepAlive" not in job
+    checks = json.loads(monitoring_file(rendered, "watchdog.json").read_text())["checks"]
+    assert {c["name"] for c in checks} == {"ollama", *LITELLM, "traefik"}
+    for check in checks:
+        assert check["restart"] == ["launchctl", "kickstart", "-k", f"system/com.ccproxy.{check['name']}"]
+
+
+def test_grafanas_secret_stays_in_its_config(rendered):
+    ini = monitoring_file(rendered, "grafana/grafana.ini")
+    assert 'admin_password = """FAKE-render-only-grafana-password"""' in ini.read_text()
+    for path in all_plists(rendered):
+        assert "FAKE-render-only-grafana" not in path.read_text()
+
+
+# Grafana's provisioning format: the fields of its provisioning structs
+# (pkg/services/provisioning/datasources/types.go upsertDataSourceFromConfig,
+# dashboards/types.go DashboardProviderConfigs), apiVersion 1.
+DATASOURCE_FIELDS = {
+    "name": str, "type": str, "access": str, "orgId": int, "uid": str, "url": str, "user": str,
+    "database": str, "basicAuth": bool, "basicAuthUser": str, "withCredentials": bool,
+    "isDefault": bool, "jsonData": dict, "secureJsonData": dict, "version": int, "editable": bool,
+}
+PROVIDER_FIELDS = {
+    "name": str, "type": str, "orgId": int, "folder": str, "folderUid": str, "editable": bool,
+    "options": dict, "disableDeletion": bool, "updateIntervalSeconds": int, "allowUiUpdates": bool,
+}
+
+
+def check_fields(entry, fields):
+    assert set(entry) <= set(fields), set(entry) - set(fields)
+    for key, value in entry.items():
+        assert isinstance(value, fields[key]), (key, value)
+
+
+@pytest.fixture(scope="module")
+def provisioning(rendered):
+    base = monitoring_file(rendered, "grafana/provisioning")
+    return {kind: yaml.safe_load((base / kind / "ccproxy.yaml").read_text()) for kind in ("datasources", "dashboards")}
+
+
+def test_grafana_datasource_provisioning_format(provisioning):
+    config = provisioning["datasources"]
+    assert set(config) == {"apiVersion", "datasources"} and config["apiVersion"] == 1
+    (source,) = config["datasources"]
+    check_fields(source, DATASOURCE_FIELDS)
+    assert {"name", "type", "url"} <= set(source)
+    assert source["type"] == "prometheus" and source["access"] in ("proxy", "direct")
+    assert source["url"] == "http://127.0.0.1:9090" and source["isDefault"] is True
+
+
+def test_grafana_dashboard_provisioning_format(rendered, provisioning):
+    config = provisioning["dashboards"]
+    assert set(config) == {"apiVersion", "providers"} and config["apiVersion"] == 1
+    (provider,) = config["providers"]
+    check_fields(provider, PROVIDER_FIELDS)
+    assert provider["type"] == "file" and provider["name"]
+    # The provider's path holds the dashboard.
+    path = rendered / provider["options"]["path"].lstrip("/")
+    assert [p.name for p in path.glob("*.json")] == ["ccproxy.json"]
+
+
+@pytest.fixture(scope="module")
+def dashboard(rendered):
+    return json.loads(monitoring_file(rendered, "dashboards/ccproxy.json").read_text())
+
+
+def test_dashboard_panels_use_the_provisioned_datasource(dashboard, provisioning):
+    uid = provisioning["datasources"]["datasources"][0]["uid"]
+    assert dashboard["title"] and dashboard["uid"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) >= 10
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
+        assert panel["targets"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs))
+        assert all(t["datasource"]["uid"] == uid and t["expr"] for t in panel["targets"])
+
+
+def test_dashboard_queries_parse(dashboard, tmp_path):
+    # promtool parses PromQL offline only inside rules: one recording rule per query.
+    if not shutil.which("promtool"):
+        subprocess.run([str(ROOT / "scripts" / "apt-install.sh"), "promtool=prometheus"], check=True)
+    rules = [{"record": f"panel{p['id']}:{t['refId']}", "expr": t["expr"].replace("$__rate_interval", "5m")}
+             for p in dashboard["panels"] for t in p["targets"]]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

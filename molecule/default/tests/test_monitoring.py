@@ -5,6 +5,7 @@ watchdog restarting a hung service, and the rotation-overdue alert.
 The intervals are the short ones of inventory/local/group_vars (scrape and
 evaluate every 5 s, backends down for 10 s, watchdog every 10 s)."""
 import json
+import shlex
 import time
 
 import pytest
@@ -165,3 +166,79 @@ def test_rotation_overdue_alert_fires_from_a_stale_status_file(host):
         assert not firing(host, "CcproxyTokenRotationFailing")
     finally:
         host.run(f"rm -f {path}")
+
+
+# --- the Grafana dashboard -----------------------------------------------------------
+
+DASHBOARD = "/etc/prometheus/dashboards/ccproxy.json"
+
+
+@pytest.fixture(scope="module")
+def traffic(gateway):
+    """Requests of every kind the dashboard shows, from the real openai SDK: plain and
+    streamed completions as client `demo`, one that tries to pass for another client,
+    and one with a wrong token (an error at the edge)."""
+    import openai
+
+    def client(token, **headers):
+        return openai.OpenAI(base_url=gateway.base_url, api_key=token, max_retries=0,
+                             default_headers=headers,
+                             http_client=openai.DefaultHttpxClient(verify=gateway.ssl_context()))
+    demo = client(gateway.token("demo"))
+    for _ in range(3):
+        demo.chat.completions.create(model="ollama/qwen-fast", max_tokens=16,
+                                     messages=[{"role": "user", "content": "dashboard"}])
+        stream = demo.chat.completions.create(model="ollama/qwen-fast", max_tokens=16, stream=True,
+                                              messages=[{"role": "user", "content": "dashboard"}])
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    spoof = client(gateway.token("demo"), **{"X-Litellm-End-User-Id": "intruder",
+                                             "X-Litellm-Customer-Id": "intruder"})
+    spoof.chat.completions.create(model="ollama/qwen-fast", max_tokens=16, user="intruder",
+                                  messages=[{"role": "user", "content": "who am I"}])
+    with pytest.raises(openai.PermissionDeniedError):  # the edge's 403 for an unknown token
+        client("not-a-token-" + "x" * 40).models.list()
+    return time.time()
+
+
+def query(host, expr):
+    out = host.run(f"curl -s --max-time 10 {PROMETHEUS}/api/v1/query --data-urlencode {shlex.quote('query=' + expr)}")
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def panel_queries(host):
+    dashboard = json.loads(host.file(DASHBOARD).content_string)
+    return [(p["title"], t["expr"].replace("$__rate_interval", "5m"))
+            for p in dashboard["panels"] for t in p["targets"]]
+
+
+def test_dashboard_is_installed_for_import(host):
+    dashboard = host.file(DASHBOARD)
+    assert dashboard.mode == 0o644
+    assert len(panel_queries(host)) >= 15
+
+
+def test_every_dashboard_query_answers_after_traffic(host, traffic):
+    """Each panel's query runs against this Prometheus: none may error or come back empty."""
+    def answers():
+        empty = []
+        for title, expr in panel_queries(host):
+            reply = query(host, expr)
+            assert reply["status"] == "success", (title, expr, reply)
+            if not reply["data"]["result"]:
+                empty.append((title, expr))
+        return empty or True
+    deadline = time.monotonic() + 90
+    while (empty := answers()) is not True and time.monotonic() < deadline:
+        time.sleep(5)
+    assert empty is True, f"queries with no result after traffic: {empty}"
+
+
+def test_per_client_traffic_carries_the_edges_client_name(host, traffic):
+    expr = "sum by (end_user) (litellm_proxy_total_requests_metric_total)"
+    clients = wait_for("requests counted per client",
+                       lambda: {r["metric"].get("end_user") for r in query(host, expr)["data"]["result"]} or None,
+                       timeout=60)
+    assert "demo" in clients
+    # A client cannot name itself: LiteLLM's own end-user headers and `user` are overruled.
+    assert "intruder" not in clients
