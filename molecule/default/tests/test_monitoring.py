@@ -155,17 +155,21 @@ def test_watchdog_restarts_a_hung_service(host):
 
 
 def test_rotation_overdue_alert_fires_from_a_stale_status_file(host):
+    """The files rotate-token.yml writes, as a run 200 days ago would have left them."""
     stale = int(time.time()) - 200 * 86400
-    status = (f"ccproxy_token_rotation_last_run_success 1\n"
-              f"ccproxy_token_rotation_last_run_timestamp_seconds {stale}\n"
-              f"ccproxy_token_rotation_last_success_timestamp_seconds {stale}\n")
-    path = f"{TEXTFILE_DIR}/ccproxy_token_rotation.prom"
+    files = {
+        "ccproxy-rotation.prom": (f"ccproxy_token_rotation_last_run_success 1\n"
+                                  f"ccproxy_token_rotation_last_run_timestamp_seconds {stale}\n"),
+        "ccproxy-rotation-success.prom": f"ccproxy_token_rotation_last_success_timestamp_seconds {stale}\n",
+    }
     try:
-        host.run(f"printf '%s' '{status}' > {path}.tmp && mv {path}.tmp {path}")
+        for name, status in files.items():
+            path = f"{TEXTFILE_DIR}/{name}"
+            host.run(f"printf '%s' '{status}' > {path}.tmp && mv {path}.tmp {path}")
         wait_for("CcproxyTokenRotationOverdue firing", lambda: firing(host, "CcproxyTokenRotationOverdue"), timeout=60)
         assert not firing(host, "CcproxyTokenRotationFailing")
     finally:
-        host.run(f"rm -f {path}")
+        host.run(f"rm -f {TEXTFILE_DIR}/ccproxy-rotation.prom {TEXTFILE_DIR}/ccproxy-rotation-success.prom")
 
 
 # --- the Grafana dashboard -----------------------------------------------------------

@@ -245,3 +245,47 @@ def test_overlapping_rotations_wait_for_each_other(gateway):
     for client in ("demo", "ci-probe"):
         current = [e for e in entries if e["name"] == client and not e.get("expires")]
         assert len(current) == 1, f"{client}: {len(current)} tokens without a deadline"
+
+
+TEXTFILE = "/var/lib/prometheus/node-exporter"
+
+
+def rotation_metrics(host):
+    out = host.run(f"cat {TEXTFILE}/ccproxy-rotation.prom {TEXTFILE}/ccproxy-rotation-success.prom")
+    assert out.rc == 0, out.stderr
+    return dict(line.split() for line in out.stdout.splitlines() if line and not line.startswith("#"))
+
+
+def test_every_rotation_tells_monitoring_how_it_went(host, gateway):
+    """rotate-token.yml itself writes its outcome to the monitoring host's textfile
+    collector, a failed run included; the last success's time survives a failure.
+    Runs last: the failed run is one the settings check refuses, changing nothing."""
+    rotate(gateway)
+    done = rotation_metrics(host)
+    assert done["ccproxy_token_rotation_last_run_success"] == "1"
+    assert abs(float(done["ccproxy_token_rotation_last_success_timestamp_seconds"]) - time.time()) < 300
+
+    failed = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}", "-e", "ccproxy_token_grace_seconds=-1",
+         str(ROOT / "playbooks" / "rotate-token.yml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "The rotation failed at Check the rotation settings" in failed.stdout
+    after = rotation_metrics(host)
+    assert after["ccproxy_token_rotation_last_run_success"] == "0"
+    assert after["ccproxy_token_rotation_last_success_timestamp_seconds"] == \
+        done["ccproxy_token_rotation_last_success_timestamp_seconds"]
+
+    # Prometheus has it, and the failing-rotation alert's expression holds.
+    query = "ccproxy_token_rotation_last_run_success == 0"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        out = host.run(f"curl -s http://127.0.0.1:9090/api/v1/query --data-urlencode 'query={query}'")
+        if json.loads(out.stdout)["data"]["result"]:
+            break
+        time.sleep(5)
+    else:
+        raise AssertionError("Prometheus never saw the failed rotation")
+    for client in ("demo", "ci-probe"):
+        assert status(gateway, gateway.token(client)) == 200
