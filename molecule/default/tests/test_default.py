@@ -191,6 +191,23 @@ def test_a_broken_litellm_venv_is_repaired_by_the_next_run(host, http):
         time.sleep(1)
 
 
+def test_fewer_litellm_instances_leave_nothing_behind(host):
+    """Lowering ccproxy_litellm_instances stops the instance beyond and deletes its unit
+    and log rotation; raising it again brings the instance back."""
+    run = converge("--tags", "litellm_run", "-e", "ccproxy_litellm_instances=1")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert not host.file("/etc/systemd/system/litellm-2.service").exists
+    assert not host.file("/etc/logrotate.d/ccproxy-litellm-2").exists
+    assert host.run("systemctl is-active litellm-2").stdout.strip() != "active"
+    assert not host.socket("tcp://127.0.0.1:8091").is_listening
+    assert host.service("litellm").is_running
+
+    run = converge("--tags", "litellm_configure,litellm_run")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert host.service("litellm-2").is_enabled and host.service("litellm-2").is_running
+    assert host.run("curl -sf --max-time 5 http://127.0.0.1:8091/health/liveliness").rc == 0
+
+
 # Each documented phase tag and the task files of that phase. Tasks tagged
 # `always` (platform settings, the site preflight, the vault), each role's
 # preflight (tagged with its install and configure phases) and the include
