@@ -18,11 +18,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # The venv is rebuilt only when the pinned requirements change.
-$(VENV)/.stamp: requirements-dev.txt
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip==25.3
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
-	@touch $@
+$(VENV)/.stamp: requirements-dev.txt scripts/venv.sh
+	PYTHON=$(PYTHON) scripts/venv.sh
 
 .PHONY: venv
 venv: $(VENV)/.stamp ## Create or refresh the pinned tool venv in .venv/
@@ -38,9 +35,8 @@ mirror: venv ## Build the local release mirror (Ollama test double, Traefik, Lit
 	python tests/mirror/build_mirror.py $(MIRROR)
 
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint (production profile), syntax check of every playbook
-	yamllint --strict .
-	ansible-lint
+lint: venv ## The pre-commit hooks (yamllint, ansible-lint, workflow schemas, detect-secrets), syntax check of every playbook
+	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit pre-commit run --all-files --show-diff-on-failure
 	@for p in $(PLAYBOOKS); do \
 	  ansible-playbook --syntax-check -i localhost, "$$p" >/dev/null || exit 1; \
 	  echo "syntax ok: $$p"; \

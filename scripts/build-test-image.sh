@@ -19,7 +19,9 @@ PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,ca-certific
 
 log() { echo "build-test-image: $*" >&2; }
 
-"$(dirname "$0")/apt-install.sh" podman runc debootstrap
+# Debian's archive keyring: debootstrap on Ubuntu (a CI runner) lacks it.
+"$(dirname "$0")/apt-install.sh" podman runc debootstrap \
+  /usr/share/keyrings/debian-archive-keyring.gpg=debian-archive-keyring
 
 ca_files=$(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)
 inputs_hash=$( { cat "$0"; echo "$MIRROR $PACKAGES"; for f in $ca_files; do cat "$f"; done; } | sha256sum | cut -c1-12)
