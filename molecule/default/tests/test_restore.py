@@ -1,0 +1,58 @@
+"""backup.yml and restore.yml on the converged host: the archive is private and
+holds what the host alone has (not the models), old archives are pruned, and a
+restore after the server's TLS key and certificate are lost gives back the same
+endpoint: the same certificate (site.yml alone would issue a new one) and the
+same client tokens. Runs last: the restore converges the host again."""
+import os
+import ssl
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def playbook(name, *args):
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args, str(ROOT / "playbooks" / name)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
+def served_certificate(gateway):
+    origin = urlparse(gateway.origin)
+    return ssl.get_server_certificate((origin.hostname, origin.port))
+
+
+def test_backup_then_restore_gives_back_the_same_endpoint(host, gateway):
+    backups = gateway.state_dir / "backups"
+    for _ in range(3):
+        run = playbook("backup.yml", "-e", "ccproxy_backup_keep=2")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    archives = sorted(backups.rglob("*.tar.gz"))
+    assert len(archives) == 2, archives
+    assert stat.S_IMODE(archives[-1].parent.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(a.stat().st_mode) == 0o600 for a in archives)
+    with tarfile.open(archives[-1]) as tar:
+        names = set(tar.getnames())
+    for member in ("etc/traefik/tls/server.key", "etc/traefik/tls/server.crt", "etc/ccproxy/litellm/litellm.env",
+                   "etc/prometheus/alertmanager.yml", "var/lib/prometheus/alertmanager/silences"):
+        assert member in names, member
+    assert any(n.startswith("var/lib/ollama/models/manifests/") for n in names)
+    assert not any("/blobs/" in n for n in names), "models do not belong in the backup"
+    assert not any(n.endswith(("ca.key", "vault.yml")) for n in names), "the CA key and the vault stay with the operator"
+
+    before = served_certificate(gateway)
+    host.run("sudo rm -f /etc/traefik/tls/server.key /etc/traefik/tls/server.crt")
+    run = playbook("restore.yml")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert served_certificate(gateway) == before
+    with httpx.Client(verify=gateway.ssl_context(), timeout=30) as client:
+        for name in ("demo", "ci-probe"):
+            reply = client.get(gateway.base_url + "/models", headers={"Authorization": f"Bearer {gateway.token(name)}"})
+            assert reply.status_code == 200, (name, reply.status_code)
