@@ -149,7 +149,7 @@ def test_ca_is_name_constrained(gateway):
     PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName("localhost")).verify(leaf, [])
 
 
-def converge(*args):
+def converge(*args, env=None):
     """site.yml against this scenario's host, as the converge ran it."""
     import os
     import subprocess
@@ -157,7 +157,7 @@ def converge(*args):
 
     root = Path(__file__).resolve().parents[3]
     # Molecule forces colour; the tests read the output as plain text.
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", **(env or {}))
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args, str(root / "playbooks" / "site.yml")],
         cwd=root, env=env, capture_output=True, text=True, timeout=600,
@@ -234,25 +234,33 @@ PHASES = {
 ANY_PHASE = ("playbooks/", "/tasks/platform.yml", "/tasks/preflight.yml")
 
 
-@pytest.mark.parametrize("tag", PHASES)
-def test_each_phase_tag_runs_its_phase_and_nothing_else(tag, tmp_path):
-    """Run site.yml --check --tags TAG (the host is converged: check mode
-    changes nothing) and look at the file of every task that started."""
-    import os
+@pytest.fixture(scope="module")
+def tag_runs(tmp_path_factory):
+    """site.yml --check --tags TAG for every phase tag (the host is converged:
+    check mode changes nothing), three at a time, each recording the file of
+    every task that started (tests/callback/task_paths.py)."""
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    paths_file = tmp_path / "paths"
-    os.environ.update(CCPROXY_TASK_PATHS_FILE=str(paths_file),
-                      ANSIBLE_CALLBACK_PLUGINS=str(root / "tests" / "callback"),
-                      ANSIBLE_CALLBACKS_ENABLED="task_paths")
-    try:
-        run = converge("--check", "--tags", tag)
-    finally:
-        for name in ("CCPROXY_TASK_PATHS_FILE", "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_CALLBACKS_ENABLED"):
-            os.environ.pop(name)
+    tmp = tmp_path_factory.mktemp("tags")
+
+    def run(tag):
+        paths_file = tmp / tag
+        result = converge("--check", "--tags", tag, env={
+            "CCPROXY_TASK_PATHS_FILE": str(paths_file),
+            "ANSIBLE_CALLBACK_PLUGINS": str(root / "tests" / "callback"),
+            "ANSIBLE_CALLBACKS_ENABLED": "task_paths"})
+        started = paths_file.read_text().split() if paths_file.exists() else []
+        return result, [p.split(str(root) + "/", 1)[-1].rsplit(":", 1)[0] for p in started]
+    with ThreadPoolExecutor(3) as pool:
+        return dict(zip(PHASES, pool.map(run, PHASES)))
+
+
+@pytest.mark.parametrize("tag", PHASES)
+def test_each_phase_tag_runs_its_phase_and_nothing_else(tag, tag_runs):
+    run, started = tag_runs[tag]
     assert run.returncode == 0, run.stdout[-3000:]
-    started = [p.split(str(root) + "/", 1)[-1].rsplit(":", 1)[0] for p in paths_file.read_text().split()]
     role = tag.rsplit("_", 1)[0]
     dispatcher = f"roles/{role}/tasks/main.yml"
     mine = [p for p in started if any(p.startswith(f) for f in PHASES[tag])]
