@@ -102,12 +102,17 @@ class ActionModule(ActionBase):
         name = f"ollama_pull.{secrets.token_hex(8)}.json"
         async_dir = self.get_shell_option("async_dir", default="~/.ansible_async")
         job = self._start(dict(args, progress_file=posixpath.join(async_dir, name)), timeout, task_vars)
-        if job.get("failed") or not job.get("ansible_job_id") or not job.get("results_file"):
+        if job.get("failed") or not job.get("ansible_job_id"):
             result.update(job, failed=True)
             result.setdefault("msg", f"could not start the pull of {model}")
             return result
         jid = job["ansible_job_id"]
-        async_dir = posixpath.dirname(job["results_file"])  # as expanded on the target
+        # As expanded on the target: async_wrapper says where it writes the
+        # result; Mitogen's async runner (ansible.cfg's strategy) does not.
+        if job.get("results_file"):
+            async_dir = posixpath.dirname(job["results_file"])
+        else:
+            async_dir = self._remote_expand_user(async_dir)
         progress_file = posixpath.join(async_dir, name)
 
         done = None
