@@ -1,0 +1,93 @@
+"""playbooks/upgrade.yml on this scenario's converged host, which runs the
+older releases the test mirror serves (host_vars/, tests/mirror/releases.yml):
+
+1. upgrade to the pinned releases while openai-SDK clients send chat
+   completions; the failed requests are counted and printed;
+2. upgrade each of Traefik and Ollama to a deliberately broken release
+   (<pinned>-broken): the play fails with a message that names the component,
+   the version and the failed check, and the previous release is back and
+   serving; the release kept for the rollback survives pruning.
+
+The releases live side by side: /opt/<component>/<version>, switched in by
+/opt/<component>/current."""
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.load import ChatLoad
+
+ROOT = Path(__file__).resolve().parents[3]
+RELEASES = yaml.safe_load((ROOT / "tests" / "mirror" / "releases.yml").read_text())
+PINNED = {c: yaml.safe_load((ROOT / "roles" / c / "defaults" / "main.yml").read_text())[f"{c}_version"]
+          for c in ("ollama", "traefik")}
+MODEL = "qwen-fast"
+
+
+def upgrade(*extra):
+    start = time.monotonic()
+    out = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}", *extra,
+         str(ROOT / "playbooks" / "upgrade.yml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    return out, time.monotonic() - start
+
+
+def running(host, component):
+    return os.path.basename(host.check_output(f"readlink -f /opt/{component}/current"))
+
+
+def releases(host, component):
+    return set(host.check_output(f"ls /opt/{component}").split()) - {"current"}
+
+
+def test_the_scenario_runs_the_older_releases(host):
+    for component, version in RELEASES["older"].items():
+        assert running(host, component) == version, component
+
+
+def test_upgrade_to_the_pinned_releases_under_load(host, gateway):
+    sdk = ChatLoad(gateway, gateway.token("demo"), MODEL, max_retries=2)
+    raw = ChatLoad(gateway, gateway.token("ci-probe"), MODEL, max_retries=0)
+    sdk.start(), raw.start()
+    time.sleep(2)
+    try:
+        out, seconds = upgrade(*(f"-e{c}_version={v}" for c, v in PINNED.items()))
+    finally:
+        sdk.finish(), raw.finish()
+    print(f"upgrade to {PINNED} took {seconds:.0f} s; SDK default retries: {sdk.summary()}; "
+          f"no retries: {raw.summary()}")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    for component, version in PINNED.items():
+        assert f"{component}: {RELEASES['older'][component]} -> {version}" in out.stdout
+        assert running(host, component) == version
+        # Side by side: the release it came from stays, for a rollback.
+        assert {RELEASES["older"][component], version} <= releases(host, component)
+    assert "litellm: already at" in out.stdout
+    # The clients were served before, during and after the upgrade.
+    assert sdk.ok > 0 and raw.ok > 0
+
+
+@pytest.mark.parametrize("component", ["traefik", "ollama"])
+def test_a_broken_release_is_rolled_back(host, gateway, component):
+    broken = PINNED[component] + RELEASES["broken_suffix"]
+    # Keep two releases: pruning must spare the one the rollback needs.
+    out, _ = upgrade(f"-e{component}_version={broken}", "-eccproxy_releases_keep=2")
+    assert out.returncode != 0, out.stdout[-3000:]
+    text = " ".join((out.stdout + out.stderr).split())
+    assert (f"Upgrade of {component} on {host.backend.hostname} from {PINNED[component]} to {broken} "
+            "failed the check") in text, text[-3000:]
+    assert f"Rolled back to {component} {PINNED[component]}, which passed its health checks" in text
+    assert running(host, component) == PINNED[component]
+    assert releases(host, component) == {PINNED[component], broken}
+    # Serving again, for a real client.
+    load = ChatLoad(gateway, gateway.token("demo"), MODEL, max_retries=0)
+    load.start()
+    time.sleep(3)
+    load.finish()
+    assert load.ok > 0 and not load.failed, load.summary()
