@@ -56,7 +56,7 @@ unit: venv ## pytest: unit tests, Ollama test double, edge plugins in real Traef
 
 .PHONY: molecule
 molecule: venv mirror ## Every Molecule scenario: create, converge, idempotence, verify, destroy
-	@scripts/apt-install.sh ssh=openssh-client
+	@scripts/apt-install.sh ssh=openssh-client sudo
 	@image=$$(scripts/build-test-image.sh); \
 	for s in $(SCENARIOS); do \
 	  echo "== molecule scenario $$s (image $$image)"; \
