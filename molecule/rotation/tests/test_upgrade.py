@@ -3,13 +3,14 @@ older releases the test mirror serves (host_vars/, tests/mirror/releases.yml):
 
 1. upgrade to the pinned releases while openai-SDK clients send chat
    completions; the failed requests are counted and printed;
-2. upgrade each of Traefik and Ollama to a deliberately broken release
-   (<pinned>-broken): the play fails with a message that names the component,
-   the version and the failed check, and the previous release is back and
-   serving; the release kept for the rollback survives pruning.
+2. upgrade each of Traefik, Ollama and LiteLLM to a deliberately broken
+   release (tests/mirror/build_mirror.py): the play fails with a message that
+   names the component, the version and the failed check, and the previous
+   release is back and serving; the release kept for the rollback survives
+   pruning.
 
-The releases live side by side: /opt/<component>/<version>, switched in by
-/opt/<component>/current."""
+The releases live side by side: /opt/<component>/<version> switched in by
+/opt/<component>/current, and LiteLLM's venvs/<version> by its venv link."""
 import os
 import subprocess
 import time
@@ -23,8 +24,35 @@ from gateway.load import ChatLoad
 ROOT = Path(__file__).resolve().parents[3]
 RELEASES = yaml.safe_load((ROOT / "tests" / "mirror" / "releases.yml").read_text())
 PINNED = {c: yaml.safe_load((ROOT / "roles" / c / "defaults" / "main.yml").read_text())[f"{c}_version"]
-          for c in ("ollama", "traefik")}
+          for c in ("ollama", "traefik", "litellm")}
 MODEL = "qwen-fast"
+# Where each component's releases live, and the link that switches them.
+LAYOUT = {
+    "ollama": ("/opt/ollama", "/opt/ollama/current"),
+    "traefik": ("/opt/traefik", "/opt/traefik/current"),
+    "litellm": ("/opt/ccproxy/litellm/venvs", "/opt/ccproxy/litellm/venv"),
+}
+BROKEN = {
+    "ollama": PINNED["ollama"] + RELEASES["broken_suffix"],
+    "traefik": PINNED["traefik"] + RELEASES["broken_suffix"],
+    "litellm": f"{PINNED['litellm']}+{RELEASES['broken_suffix'].lstrip('-')}",
+}
+# The broken LiteLLM comes with its own hash lock, and pip needs its directory.
+BROKEN_ARGS = {
+    "litellm": [
+        f"-elitellm_requirements_file={ROOT}/.cache/mirror/litellm/requirements-{BROKEN['litellm']}.txt",
+        "-elitellm_pip_extra_args=--no-index --find-links {{ ccproxy_test_mirror_url }}/wheels/"
+        " --find-links {{ ccproxy_test_mirror_url }}/litellm/",
+        # It never answers: fail its restart sooner than production's 120 s.
+        "-elitellm_start_timeout=45",
+    ],
+}
+# The check each broken release fails: it started, and then did not serve.
+FAILED_CHECK = {
+    "traefik": "Wait for Traefik to answer its ping",
+    "ollama": "Preload models so the first request does not pay the load",
+    "litellm": "Wait until it is alive, litellm",
+}
 
 
 def upgrade(*extra):
@@ -39,16 +67,18 @@ def upgrade(*extra):
 
 
 def running(host, component):
-    return os.path.basename(host.check_output(f"readlink -f /opt/{component}/current"))
+    return os.path.basename(host.check_output(f"readlink -f {LAYOUT[component][1]}"))
 
 
 def releases(host, component):
-    return set(host.check_output(f"ls /opt/{component}").split()) - {"current"}
+    root = LAYOUT[component][0]
+    return set(host.check_output(f"find {root} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'").split())
 
 
 def test_the_scenario_runs_the_older_releases(host):
     for component, version in RELEASES["older"].items():
         assert running(host, component) == version, component
+    assert running(host, "litellm") == PINNED["litellm"]
 
 
 def test_upgrade_to_the_pinned_releases_under_load(host, gateway):
@@ -57,13 +87,14 @@ def test_upgrade_to_the_pinned_releases_under_load(host, gateway):
     sdk.start(), raw.start()
     time.sleep(2)
     try:
-        out, seconds = upgrade(*(f"-e{c}_version={v}" for c, v in PINNED.items()))
+        out, seconds = upgrade(*(f"-e{c}_version={PINNED[c]}" for c in RELEASES["older"]))
     finally:
         sdk.finish(), raw.finish()
     print(f"upgrade to {PINNED} took {seconds:.0f} s; SDK default retries: {sdk.summary()}; "
           f"no retries: {raw.summary()}")
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    for component, version in PINNED.items():
+    for component in RELEASES["older"]:
+        version = PINNED[component]
         assert f"{component}: {RELEASES['older'][component]} -> {version}" in out.stdout
         assert running(host, component) == version
         # Side by side: the release it came from stays, for a rollback.
@@ -73,15 +104,16 @@ def test_upgrade_to_the_pinned_releases_under_load(host, gateway):
     assert sdk.ok > 0 and raw.ok > 0
 
 
-@pytest.mark.parametrize("component", ["traefik", "ollama"])
+@pytest.mark.parametrize("component", ["traefik", "ollama", "litellm"])
 def test_a_broken_release_is_rolled_back(host, gateway, component):
-    broken = PINNED[component] + RELEASES["broken_suffix"]
+    broken = BROKEN[component]
     # Keep two releases: pruning must spare the one the rollback needs.
-    out, _ = upgrade(f"-e{component}_version={broken}", "-eccproxy_releases_keep=2")
+    out, _ = upgrade(f"-e{component}_version={broken}", "-eccproxy_releases_keep=2",
+                     *BROKEN_ARGS.get(component, []))
     assert out.returncode != 0, out.stdout[-3000:]
     text = " ".join((out.stdout + out.stderr).split())
     assert (f"Upgrade of {component} on {host.backend.hostname} from {PINNED[component]} to {broken} "
-            "failed the check") in text, text[-3000:]
+            f'failed the check "{FAILED_CHECK[component]}"') in text, text[-3000:]
     assert f"Rolled back to {component} {PINNED[component]}, which passed its health checks" in text
     assert running(host, component) == PINNED[component]
     assert releases(host, component) == {PINNED[component], broken}
