@@ -123,3 +123,14 @@ def test_a_broken_release_is_rolled_back(host, gateway, component):
     time.sleep(3)
     load.finish()
     assert load.ok > 0 and not load.failed, load.summary()
+
+
+def test_check_mode_shows_an_upgrade_and_changes_nothing(host):
+    older = RELEASES["older"]["traefik"]  # pruned by now: it would be downloaded again
+    before = {c: running(host, c) for c in LAYOUT}
+    out, _ = upgrade("--check", "--diff", f"-etraefik_version={older}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert f"traefik: {PINNED['traefik']} -> {older}" in out.stdout
+    assert "Would download " in out.stdout and f"traefik_v{older}_linux_amd64.tar.gz" in out.stdout
+    assert {c: running(host, c) for c in LAYOUT} == before
+    assert older not in releases(host, "traefik")
