@@ -218,7 +218,8 @@ PHASES = {
     "ollama_configure": ["roles/ollama/tasks/configure.yml", *_DEFINE],
     "ollama_run": ["roles/service/tasks/run.yml"],
     "ollama_models": ["roles/ollama/tasks/models.yml"],
-    "litellm_install": ["roles/litellm/tasks/install.yml", "roles/litellm/tasks/prerequisites-"],
+    # The venvs are pruned with role release's tasks_from: prune.
+    "litellm_install": ["roles/litellm/tasks/install.yml", "roles/litellm/tasks/prerequisites-", "roles/release/"],
     "litellm_configure": ["roles/litellm/tasks/configure.yml", "roles/service/tasks/files.yml", *_DEFINE],
     "litellm_run": ["roles/service/tasks/run.yml"],
     "traefik_install": ["roles/traefik/tasks/install", "roles/release/"],
