@@ -56,6 +56,10 @@ FAILED_CHECK = {
 
 
 def upgrade(*extra):
+    """upgrade.yml with every component at its pin, unless `extra` says
+    otherwise (the scenario's inventory pins the older releases)."""
+    pins = [f"-e{c}_version={PINNED[c]}" for c in RELEASES["older"]]
+    extra = (*pins, *extra)  # later -e wins
     start = time.monotonic()
     out = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
@@ -87,7 +91,7 @@ def test_upgrade_to_the_pinned_releases_under_load(host, gateway):
     sdk.start(), raw.start()
     time.sleep(2)
     try:
-        out, seconds = upgrade(*(f"-e{c}_version={PINNED[c]}" for c in RELEASES["older"]))
+        out, seconds = upgrade()
     finally:
         sdk.finish(), raw.finish()
     print(f"upgrade to {PINNED} took {seconds:.0f} s; SDK default retries: {sdk.summary()}; "
