@@ -11,6 +11,7 @@ older releases the test mirror serves (host_vars/, tests/mirror/releases.yml):
 
 The releases live side by side: /opt/<component>/<version> switched in by
 /opt/<component>/current, and LiteLLM's venvs/<version> by its venv link."""
+import json
 import os
 import subprocess
 import time
@@ -38,14 +39,15 @@ BROKEN = {
     "litellm": f"{PINNED['litellm']}+{RELEASES['broken_suffix'].lstrip('-')}",
 }
 # The broken LiteLLM comes with its own hash lock, and pip needs its directory.
+# As JSON: key=value extra vars would split the pip arguments at the spaces.
 BROKEN_ARGS = {
-    "litellm": [
-        f"-elitellm_requirements_file={ROOT}/.cache/mirror/litellm/requirements-{BROKEN['litellm']}.txt",
-        "-elitellm_pip_extra_args=--no-index --find-links {{ ccproxy_test_mirror_url }}/wheels/"
-        " --find-links {{ ccproxy_test_mirror_url }}/litellm/",
+    "litellm": ["-e", json.dumps({
+        "litellm_requirements_file": f"{ROOT}/.cache/mirror/litellm/requirements-{BROKEN['litellm']}.txt",
+        "litellm_pip_extra_args": "--no-index --find-links {{ ccproxy_test_mirror_url }}/wheels/"
+                                  " --find-links {{ ccproxy_test_mirror_url }}/litellm/",
         # It never answers: fail its restart sooner than production's 120 s.
-        "-elitellm_start_timeout=45",
-    ],
+        "litellm_start_timeout": 45,
+    })],
 }
 # The check each broken release fails: it started, and then did not serve.
 FAILED_CHECK = {
