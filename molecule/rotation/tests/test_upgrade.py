@@ -133,6 +133,15 @@ def test_traefik_and_ollama_upgrade_under_load(host, gateway):
     # Both restart in place: clients with the SDK's default retries see no
     # failure; the window a client without retries sees is printed above.
     assert not sdk.failed, sdk.summary()
+    # Ollama's new release started keeping every blob (OLLAMA_NOPRUNE, from a
+    # drop-in that is gone again), beside a copy of the manifests it started with.
+    assert not host.file("/etc/systemd/system/ollama.service.d/upgrade-noprune.conf").exists
+    environ = subprocess.run(
+        ["podman", "exec", "--privileged", host.backend.name, "sh", "-c",
+         "tr '\\0' '\\n' < /proc/$(systemctl show --property=MainPID --value ollama)/environ"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert "OLLAMA_NOPRUNE=1" in environ
+    assert host.run("diff -r /var/lib/ollama/models/manifests /var/lib/ollama/manifests-before-upgrade").rc == 0
 
 
 @pytest.mark.parametrize("component", ["traefik", "ollama", "litellm"])
