@@ -77,6 +77,7 @@ clean: ## Remove generated files (keeps the venv and the image)
 
 .PHONY: demo
 demo: venv mirror ## Provision the whole stack into the long-lived container ccproxy-demo
+	@scripts/apt-install.sh ssh=openssh-client sudo
 	scripts/demo.sh up
 
 .PHONY: demo-destroy

@@ -53,6 +53,18 @@ up() {
     podman exec "$NAME" systemctl is-system-running --quiet 2>/dev/null && break
     sleep 1
   done
+  # Trust a new container's host key on first use. The inventory asks ssh for
+  # StrictHostKeyChecking=accept-new, but Mitogen (ansible.cfg's strategy)
+  # puts its own StrictHostKeyChecking=yes first, which ssh obeys.
+  if [ ! -s "$STATE_DIR/ssh/known_hosts" ]; then
+    for _ in $(seq 1 30); do
+      ssh-keyscan -p "$SSH_PORT" -t ed25519 127.0.0.1 2>/dev/null >"$STATE_DIR/ssh/known_hosts.new" || true
+      [ -s "$STATE_DIR/ssh/known_hosts.new" ] && break
+      sleep 1
+    done
+    [ -s "$STATE_DIR/ssh/known_hosts.new" ] || { echo "demo: sshd in $NAME does not answer on port $SSH_PORT" >&2; exit 1; }
+    mv "$STATE_DIR/ssh/known_hosts.new" "$STATE_DIR/ssh/known_hosts"
+  fi
 
   export CCPROXY_STATE_DIR=$STATE_DIR CCPROXY_PUBLISHED_PORT=$PORT CCPROXY_SSH_PORT=$SSH_PORT
   ansible-playbook -i "$INVENTORY" tests/playbooks/prepare-local-target.yml
