@@ -80,6 +80,10 @@ demo: venv mirror ## Provision the whole stack into the long-lived container ccp
 	@scripts/apt-install.sh ssh=openssh-client sudo
 	scripts/demo.sh up
 
+.PHONY: bench
+bench: venv ## Measure the gateway on the demo (make demo first): build/bench/report.md and charts
+	python scripts/bench.py $(BENCH_ARGS)
+
 .PHONY: demo-destroy
 demo-destroy: ## Remove the ccproxy-demo container
 	scripts/demo.sh destroy

@@ -23,7 +23,7 @@ failed when it does not end with its final event. Per service it prints:
 Settings come from .demo/ccproxy.env or the CCPROXY_* environment
 (CCPROXY_STATE_DIR, CCPROXY_PUBLISHED_PORT), as for the end-to-end tests.
 The demo's rate limit (120/min per client) must be lifted for a clean run:
-see README, "Benchmarks".
+see README, "Benchmarks" (crash recovery).
 """
 import argparse
 import json
