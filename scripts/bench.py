@@ -14,9 +14,10 @@ Ollama listen on its loopback; scripts/bench_probe.py):
   and streaming (time to first token);
 - throughput through the edge against concurrency.
 Once, with the defaults: refused-token rate against the authenticated rate,
-with LiteLLM's request counter around the refused requests; then, with a
-client load loop running, a kill -9 of a LiteLLM instance and a token
-rotation (operations), and the closing no-op re-converge.
+with LiteLLM's request counter around the refused requests; then, with
+client load loops running, a kill -9 of a LiteLLM instance, a token rotation
+and an upgrade from the older releases the mirror serves (operations); and
+the closing no-op re-converge.
 
   make bench                      # or: .venv/bin/python scripts/bench.py [--quick]
   .venv/bin/python scripts/bench_report.py build/bench/results.json   # redraw from saved numbers
@@ -31,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -147,10 +150,12 @@ def measure_config(demo, name, instances, workers, args):
 
 
 def under_load(demo, what, action):
-    """Run action() while an openai-SDK client (no retries) sends chat
-    completions: (seconds the action took, failed, total)."""
-    loop = ChatLoad(demo.gateway, demo.gateway.token("demo"), "gpt-4", max_retries=0, rps=10)
-    loop.start()
+    """Run action() while two openai-SDK clients send chat completions, one
+    with no retries (every failed attempt counts) and one with the SDK's
+    default retries: an operations row."""
+    raw = ChatLoad(demo.gateway, demo.gateway.token("demo"), "gpt-4", max_retries=0, rps=10)
+    sdk = ChatLoad(demo.gateway, demo.gateway.token("demo"), "gpt-4", max_retries=2, rps=5)
+    raw.start(), sdk.start()
     time.sleep(2)
     start = time.monotonic()
     try:
@@ -158,9 +163,10 @@ def under_load(demo, what, action):
     finally:
         seconds = time.monotonic() - start
         time.sleep(2)
-        loop.finish()
-    log(f"{what}: {seconds:.1f} s, {loop.summary()}")
-    return seconds, len(loop.failed), loop.ok + len(loop.failed)
+        raw.finish(), sdk.finish()
+    log(f"{what}: {seconds:.1f} s; no retries: {raw.summary()}; SDK default retries: {sdk.summary()}")
+    return {"what": what, "seconds": seconds, "failed": len(raw.failed), "total": raw.ok + len(raw.failed),
+            "note": f"no retries, 10 req/s; with the SDK's default retries {len(sdk.failed)}/{sdk.ok + len(sdk.failed)} failed"}
 
 
 def kill_litellm(demo):
@@ -175,6 +181,21 @@ def kill_litellm(demo):
     raise SystemExit("bench: LiteLLM did not come back within 120 s of kill -9")
 
 
+def operations(demo, extra):
+    """Operations under load: a kill -9 of a LiteLLM instance, a token
+    rotation, and an upgrade from the older releases the demo's mirror
+    serves (tests/mirror/releases.yml) to the pins."""
+    rows = [under_load(demo, "kill -9 of one LiteLLM instance, until it serves again", lambda: kill_litellm(demo)),
+            under_load(demo, "token rotation (rotate-token.yml)",
+                       lambda: demo.playbook("playbooks/rotate-token.yml", extra=extra))]
+    older = yaml.safe_load((ROOT / "tests" / "mirror" / "releases.yml").read_text())["older"]
+    log(f"converging the older releases ({', '.join(f'{k} {v}' for k, v in sorted(older.items()))})")
+    demo.playbook("site.yml", extra=dict(extra, **{f"{k}_version": v for k, v in older.items()}))
+    rows.append(under_load(demo, "upgrade of all three from the older releases (upgrade.yml)",
+                           lambda: demo.playbook("playbooks/upgrade.yml", extra=extra)))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--container", default="ccproxy-demo")
@@ -186,7 +207,7 @@ def main():
     parser.add_argument("--configs", default="2x1,1x1,1x2",
                         help="LiteLLM instances x workers to measure; the first is the defaults'")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, the defaults only, no operations")
-    parser.add_argument("--no-operations", action="store_true", help="skip the kill and rotation under load")
+    parser.add_argument("--no-operations", action="store_true", help="skip the kill, rotation and upgrade under load")
     parser.add_argument("--before", type=Path, metavar="RESULTS_JSON",
                         help="an earlier run's results.json (e.g. before a tuning change): adds a before-and-after table")
     parser.add_argument("--before-label", default="the earlier run", help="what changed since --before")
@@ -223,16 +244,8 @@ def main():
                 log("refused tokens against authenticated ones")
                 results["rejection"] = demo.probe(settings_for(demo, instances), "reject")
                 if not args.no_operations:
-                    seconds, failed, total = under_load(demo, "kill -9 of LiteLLM", lambda: kill_litellm(demo))
-                    results["operations"].append({"what": "kill -9 of one LiteLLM instance, until it serves again",
-                                                  "seconds": seconds, "failed": failed, "total": total,
-                                                  "note": "openai SDK, no retries, 10 req/s"})
-                    seconds, failed, total = under_load(
-                        demo, "rotation", lambda: demo.playbook("playbooks/rotate-token.yml", extra=dict(
-                            LIFTED, ccproxy_litellm_instances=instances, litellm_num_workers=workers)))
-                    results["operations"].append({"what": "token rotation (rotate-token.yml)", "seconds": seconds,
-                                                  "failed": failed, "total": total,
-                                                  "note": "openai SDK, no retries, 10 req/s"})
+                    results["operations"] += operations(demo, dict(
+                        LIFTED, ccproxy_litellm_instances=instances, litellm_num_workers=workers))
     finally:
         log("putting the inventory's settings back (site.yml)")
         demo.playbook("site.yml")
