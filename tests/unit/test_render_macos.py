@@ -26,7 +26,7 @@ SERVICES = ("ollama", *LITELLM, "traefik", *MONITORING)
 KEY_TYPES = {
     "Label": str, "ProgramArguments": list, "EnvironmentVariables": dict,
     "WorkingDirectory": str, "UserName": str, "RunAtLoad": bool, "KeepAlive": (bool, dict),
-    "ThrottleInterval": int, "SoftResourceLimits": dict, "HardResourceLimits": dict,
+    "ThrottleInterval": int, "ExitTimeOut": int, "SoftResourceLimits": dict, "HardResourceLimits": dict,
     "StandardOutPath": str, "StandardErrorPath": str, "StartCalendarInterval": (dict, list),
 }
 CALENDAR_KEYS = {"Minute", "Hour", "Day", "Weekday", "Month"}
@@ -164,6 +164,19 @@ def test_rendered_traefik_configs_pass_the_validator(rendered):
         assert run.returncode == 0, run.stderr
     static = yaml.safe_load((base / "traefik.yml").read_text())
     assert static["providers"]["file"]["directory"] == f"{PREFIX}/etc/ccproxy/traefik/dynamic"
+
+
+def test_traefik_on_macos_restarts_in_place_with_a_drain(rendered):
+    """launchd restarts Traefik in place: no handover config or job, and
+    launchd waits out the drain (traefik_drain_timeout) before it kills."""
+    base = rendered / f"{PREFIX}/etc/ccproxy/traefik".lstrip("/")
+    static = yaml.safe_load((base / "traefik.yml").read_text())
+    assert static["entryPoints"]["websecure"]["transport"]["lifeCycle"]["graceTimeOut"] == "300s"
+    assert not (base / "traefik-handover.yml").exists()
+    assert not any("handover" in p.name for p in all_plists(rendered))
+    assert daemon(rendered, "traefik")["ExitTimeOut"] == 330
+    # Jobs that set no stop timeout keep launchd's own.
+    assert "ExitTimeOut" not in daemon(rendered, "ollama")
 
 
 def test_rendered_litellm_config_serves_every_alias(rendered):

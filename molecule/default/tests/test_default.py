@@ -23,6 +23,19 @@ def test_service_enabled_and_running(host, unit):
     assert service.is_running
 
 
+def test_traefik_handover_waits_for_a_restart(host):
+    """The second Traefik of a restart (roles/traefik/tasks/restart.yml):
+    defined, never started at boot, the same config as the edge's but for its
+    internal port; both share the public port (reusePort) and drain on stop."""
+    handover = host.service("traefik-handover")
+    assert not handover.is_enabled and not handover.is_running
+    edge = host.file("/etc/traefik/traefik.yml").content_string
+    twin = host.file("/etc/traefik/traefik-handover.yml").content_string
+    assert "reusePort: true" in edge and "graceTimeOut: 300s" in edge
+    assert twin != edge and twin.replace('"127.0.0.1:8083"', '"127.0.0.1:8082"') == edge
+    assert "TimeoutStopSec=330" in host.file("/etc/systemd/system/traefik.service").content_string
+
+
 @pytest.mark.parametrize("port", [11434, 8081, 8091, 8082])
 def test_internal_ports_on_loopback_only(host, port):
     assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
@@ -57,7 +70,7 @@ def test_secret_files(host, path, owner, group, mode):
     assert (f.user, f.group, f.mode) == (owner, group, mode)
 
 
-@pytest.mark.parametrize("unit,limit", [("traefik", 3.0), ("litellm", 3.0), ("litellm-2", 3.0), ("ollama", 5.0)])
+@pytest.mark.parametrize("unit,limit", [("traefik", 3.0), ("traefik-handover", 3.0), ("litellm", 3.0), ("litellm-2", 3.0), ("ollama", 5.0)])
 def test_unit_hardening(host, unit, limit):
     out = host.run(f"systemd-analyze security {unit} --no-pager").stdout
     exposure = float(out.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])

@@ -2,14 +2,14 @@
 older releases the test mirror serves (host_vars/, tests/mirror/releases.yml):
 
 1. upgrade to the pinned releases while openai-SDK clients send chat
-   completions, LiteLLM first (not one failed request, even without
-   retries), then Traefik and Ollama (none for clients with the SDK's default
+   completions, LiteLLM first, then Traefik (not one failed request, even
+   without retries), then Ollama (none for clients with the SDK's default
    retries; the window without retries is printed);
 2. upgrade each of Traefik, Ollama and LiteLLM to a deliberately broken
    release (tests/mirror/build_mirror.py): the play fails with a message that
    names the component, the version and the failed check, and the previous
-   release is back and serving; the release kept for the rollback survives
-   pruning.
+   release is back and serving (the broken Traefik never served: not one
+   request failed); the release kept for the rollback survives pruning.
 
 The releases live side by side: /opt/<component>/<version> switched in by
 /opt/<component>/current, and LiteLLM's venvs/<version> by its venv link."""
@@ -53,7 +53,8 @@ BROKEN_ARGS = {
 }
 # The check each broken release fails: it started, and then did not serve.
 FAILED_CHECK = {
-    "traefik": "Wait for Traefik to answer its ping",
+    # The new release never takes over: the running one keeps serving.
+    "traefik": "Check the new Traefik served beside the running one",
     "ollama": "Preload models so the first request does not pay the load",
     "litellm": "Wait until it is alive, litellm",
 }
@@ -126,11 +127,21 @@ def test_litellm_upgrades_under_load_without_a_failed_request(host, gateway):
     assert not sdk.failed and not raw.failed, (sdk.summary(), raw.failed[:5])
 
 
-def test_traefik_and_ollama_upgrade_under_load(host, gateway):
+def test_traefik_upgrades_under_load_without_a_failed_request(host, gateway):
+    out, sdk, raw = under_load(gateway, f"-eollama_version={RELEASES['older']['ollama']}")
+    upgraded(host, out, "traefik")
+    # The new Traefik serves beside the old one on the same port (reusePort)
+    # while the old one drains and restarts, then drains itself and stops:
+    # not one attempt fails, retries or not.
+    assert not sdk.failed and not raw.failed, (sdk.summary(), raw.failed[:5])
+    assert "Restart the running Traefik while the new one serves" in out.stdout
+    assert host.run("systemctl is-active traefik-handover").stdout.strip() == "inactive"
+
+
+def test_ollama_upgrades_under_load(host, gateway):
     out, sdk, raw = under_load(gateway)
-    for component in ("traefik", "ollama"):
-        upgraded(host, out, component)
-    # Both restart in place: clients with the SDK's default retries see no
+    upgraded(host, out, "ollama")
+    # It restarts in place: clients with the SDK's default retries see no
     # failure; the window a client without retries sees is printed above.
     assert not sdk.failed, sdk.summary()
     # Ollama's new release started keeping every blob (OLLAMA_NOPRUNE, from a
@@ -147,9 +158,20 @@ def test_traefik_and_ollama_upgrade_under_load(host, gateway):
 @pytest.mark.parametrize("component", ["traefik", "ollama", "litellm"])
 def test_a_broken_release_is_rolled_back(host, gateway, component):
     broken = BROKEN[component]
+    # A broken Traefik never takes a request: clients see nothing of it.
+    load = ChatLoad(gateway, gateway.token("ci-probe"), MODEL, max_retries=0)
+    if component == "traefik":
+        load.start()
     # Keep two releases: pruning must spare the one the rollback needs.
-    out, _ = upgrade(f"-e{component}_version={broken}", "-eccproxy_releases_keep=2",
-                     *BROKEN_ARGS.get(component, []))
+    try:
+        out, _ = upgrade(f"-e{component}_version={broken}", "-eccproxy_releases_keep=2",
+                         *BROKEN_ARGS.get(component, []))
+    finally:
+        if component == "traefik":
+            load.finish()
+            print(f"broken Traefik release, no retries: {load.summary()}")
+    if component == "traefik":
+        assert load.ok > 0 and not load.failed, (load.summary(), load.failed[:5])
     assert out.returncode != 0, out.stdout[-3000:]
     text = " ".join((out.stdout + out.stderr).split())
     assert (f"Upgrade of {component} on {host.backend.hostname} from {PINNED[component]} to {broken} "
