@@ -183,11 +183,14 @@ def kill_litellm(demo):
 
 def operations(demo, extra):
     """Operations under load: a kill -9 of a LiteLLM instance, a token
-    rotation, and an upgrade from the older releases the demo's mirror
+    rotation, a Traefik restart, and an upgrade from the older releases the demo's mirror
     serves (tests/mirror/releases.yml) to the pins."""
     rows = [under_load(demo, "kill -9 of one LiteLLM instance, until it serves again", lambda: kill_litellm(demo)),
             under_load(demo, "token rotation (rotate-token.yml)",
-                       lambda: demo.playbook("playbooks/rotate-token.yml", extra=extra))]
+                       lambda: demo.playbook("playbooks/rotate-token.yml", extra=extra)),
+            # Any static config change restarts Traefik: a handover on systemd.
+            under_load(demo, "Traefik restart (site.yml, a static config change)",
+                       lambda: demo.playbook("site.yml", extra=dict(extra, traefik_drain_timeout=301)))]
     older = yaml.safe_load((ROOT / "tests" / "mirror" / "releases.yml").read_text())["older"]
     log(f"converging the older releases ({', '.join(f'{k} {v}' for k, v in sorted(older.items()))})")
     demo.playbook("site.yml", extra=dict(extra, **{f"{k}_version": v for k, v in older.items()}))

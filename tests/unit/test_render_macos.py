@@ -179,6 +179,22 @@ def test_traefik_on_macos_restarts_in_place_with_a_drain(rendered):
     assert "ExitTimeOut" not in daemon(rendered, "ollama")
 
 
+def test_upgrades_on_macos_switch_releases_and_roll_back_except_homebrew_ollama(rendered):
+    """What playbooks/upgrade.yml reads on a Mac (each role's tasks_from:
+    release): LiteLLM's venvs and Traefik's release archives live side by side
+    and switch by a link, so a failed upgrade switches back; Homebrew keeps no
+    earlier Ollama, so its failed upgrade says it was not rolled back."""
+    plan = json.loads((rendered / "upgrade-plan.json").read_text())
+    assert plan["traefik"]["rollback"] is True
+    assert plan["traefik"]["link"] == plan["traefik"]["root"] + "/current" == "/opt/traefik/current"
+    assert plan["litellm"]["rollback"] is True
+    assert plan["litellm"]["link"].startswith(PREFIX) and plan["litellm"]["root"].startswith(PREFIX)
+    assert plan["ollama"]["rollback"] is False
+    defaults = {c: yaml.safe_load((ROOT / "roles" / c / "defaults" / "main.yml").read_text())[f"{c}_version"]
+                for c in plan}
+    assert {c: plan[c]["version"] for c in plan} == defaults
+
+
 def test_rendered_litellm_config_serves_every_alias(rendered):
     config = yaml.safe_load((rendered / f"{PREFIX}/etc/ccproxy/litellm/config.yaml".lstrip("/")).read_text())
     models = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())["ccproxy_models"]
