@@ -1,8 +1,9 @@
-"""backup.yml and restore.yml on the converged host: the archive is private and
-holds what the host alone has (not the models), old archives are pruned, and a
-restore after the server's TLS key and certificate are lost gives back the same
-endpoint: the same certificate (site.yml alone would issue a new one) and the
-same client tokens. Runs last: the restore converges the host again."""
+"""backup.yml and restore.yml: the archive is private and holds what the host
+alone has (not the models), old archives are pruned, and after the host is
+destroyed and built again from the image (Molecule's own destroy, create and
+prepare), restore.yml gives back the same endpoint: the same server
+certificate (site.yml alone would issue a new one), the same CA and the same
+client tokens. Runs last: the host it leaves is a restored one."""
 import os
 import ssl
 import stat
@@ -24,12 +25,19 @@ def playbook(name, *args):
     )
 
 
+def molecule(action):
+    """A Molecule step on this scenario's host, as `make molecule` runs them."""
+    run = subprocess.run(["molecule", action, "-s", os.environ["MOLECULE_SCENARIO_NAME"]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, (action, run.stdout[-3000:] + run.stderr[-3000:])
+
+
 def served_certificate(gateway):
     origin = urlparse(gateway.origin)
     return ssl.get_server_certificate((origin.hostname, origin.port))
 
 
-def test_backup_then_restore_gives_back_the_same_endpoint(host, gateway):
+def test_backup_then_restore_onto_a_rebuilt_host_gives_back_the_same_endpoint(host, gateway):
     backups = gateway.state_dir / "backups"
     for _ in range(3):
         run = playbook("backup.yml", "-e", "ccproxy_backup_keep=2")
@@ -48,10 +56,17 @@ def test_backup_then_restore_gives_back_the_same_endpoint(host, gateway):
     assert not any(n.endswith(("ca.key", "vault.yml")) for n in names), "the CA key and the vault stay with the operator"
 
     before = served_certificate(gateway)
-    host.run("sudo rm -f /etc/traefik/tls/server.key /etc/traefik/tls/server.crt")
+    ca = (gateway.state_dir / "ca.crt").read_bytes()
+    # A new host: the container destroyed, and another one made from the image.
+    for action in ("destroy", "create", "prepare"):
+        molecule(action)
+    assert not host.file("/etc/traefik").exists and not host.file("/opt/ccproxy").exists
     run = playbook("restore.yml")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert served_certificate(gateway) == before
+    # The CA stayed with the operator and was not replaced: clients that
+    # trust it (gateway.ssl_context() reads this file) verify the gateway.
+    assert (gateway.state_dir / "ca.crt").read_bytes() == ca
     with httpx.Client(verify=gateway.ssl_context(), timeout=30) as client:
         for name in ("demo", "ci-probe"):
             reply = client.get(gateway.base_url + "/models", headers={"Authorization": f"Bearer {gateway.token(name)}"})
