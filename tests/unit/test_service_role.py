@@ -51,6 +51,16 @@ def test_drop_in_amends_the_package_unit(rendered):
     assert not (rendered / "Linux" / UNITS / "prometheus.service").exists()
 
 
+def test_a_named_drop_in_sets_only_what_it_is_given(rendered):
+    """playbooks/upgrade.yml's OLLAMA_NOPRUNE drop-in beside the unit: no
+    command, no sandbox of its own (the unit has one)."""
+    path = rendered / "Linux" / UNITS / "ollama.service.d/upgrade-noprune.conf"
+    service = unit(path)["Service"]
+    assert values(service, "Environment") == ['"OLLAMA_NOPRUNE=1"']
+    assert not values(service, "ExecStart") and not values(service, "ProtectSystem")
+    assert not (rendered / "Linux" / UNITS / "ollama.service").exists()
+
+
 def test_second_instance_is_a_unit_of_its_own(rendered):
     sections = unit(rendered / "Linux" / UNITS / "litellm-2.service")
     service = sections["Service"]
