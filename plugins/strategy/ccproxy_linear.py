@@ -7,7 +7,8 @@ Python interpreter per host alive for the whole play instead of starting one
 per task, which halves a no-op converge of site.yml over SSH (scripts/
 bench-converge.py). requirements-dev.txt pins it; an Ansible without it falls
 back to the plain linear strategy, with a warning, and works the same, only
-slower. Select Ansible's own with ANSIBLE_STRATEGY=linear.
+slower. Plays with `connection: local` run without Mitogen (below). Select
+Ansible's own for everything with ANSIBLE_STRATEGY=linear.
 
 Ansible runs every task in a freshly forked worker, which imports each
 filter, test and lookup plugin the task's templates use, again, task after
@@ -19,12 +20,13 @@ all this adds; a failure to import is left to the task that needs the plugin.
 from __future__ import annotations
 
 from ansible.plugins.loader import filter_loader, lookup_loader, test_loader
+from ansible.plugins.strategy.linear import StrategyModule as _Plain
 from ansible.utils.display import Display
 
 try:
     from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule as _Linear
 except ImportError as exc:  # pragma: no cover - depends on the installed tools
-    from ansible.plugins.strategy.linear import StrategyModule as _Linear
+    _Linear = _Plain
 
     Display().warning(
         f"ccproxy_linear: Mitogen is not importable ({exc}); using Ansible's linear strategy. "
@@ -42,6 +44,11 @@ class StrategyModule(_Linear):
                     pass
             except Exception as exc:  # pragma: no cover - a worker imports it again
                 Display().vvv(f"ccproxy_linear: preloading {loader.type} plugins: {exc}")
+        # A play on the control node alone (`connection: local`, such as
+        # Molecule's podman create and destroy) gains nothing from Mitogen,
+        # and its async jobs never finish under it: Ansible's own linear.
+        if _Linear is not _Plain and iterator._play.connection == "local":
+            return _Plain.run(self, iterator, play_context)
         return super().run(iterator, play_context)
 
 
