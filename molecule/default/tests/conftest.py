@@ -1,19 +1,5 @@
 import sys
 from pathlib import Path
 
-import httpx
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from gateway.client import from_env  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def gateway():
-    return from_env()
-
-
-@pytest.fixture(scope="session")
-def http(gateway):
-    with httpx.Client(base_url=gateway.origin, verify=gateway.ssl_context(), timeout=60) as client:
-        yield client
+from gateway.fixtures import gateway, http  # noqa: E402,F401
