@@ -24,7 +24,7 @@ def rotate(gateway, lifted_limits=True):
     """Run rotate-token.yml; lifted_limits keeps the scenario's lifted rate
     limit (the edge is re-rendered with whatever limits the run has)."""
     start = time.monotonic()
-    limits = ["-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}"] if lifted_limits else []
+    limits = ["-e", f"@{os.environ['CCPROXY_EXTRA_VARS']}"] if lifted_limits else []
     out = subprocess.run(
         [
             "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *limits,
@@ -267,7 +267,7 @@ def test_every_rotation_tells_monitoring_how_it_went(host, gateway):
 
     failed = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}", "-e", "ccproxy_token_grace_seconds=-1",
+         "-e", f"@{os.environ['CCPROXY_EXTRA_VARS']}", "-e", "ccproxy_token_grace_seconds=-1",
          str(ROOT / "playbooks" / "rotate-token.yml")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert failed.returncode != 0

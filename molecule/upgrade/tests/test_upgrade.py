@@ -68,7 +68,7 @@ def upgrade(*extra):
     start = time.monotonic()
     out = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "-e", f"@{os.environ['CCPROXY_ROTATION_VARS']}", *extra,
+         "-e", f"@{os.environ['CCPROXY_EXTRA_VARS']}", *extra,
          str(ROOT / "playbooks" / "upgrade.yml")],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
