@@ -7,8 +7,8 @@ Python interpreter per host alive for the whole play instead of starting one
 per task, which halves a no-op converge of site.yml over SSH (scripts/
 bench-converge.py). requirements-dev.txt pins it; an Ansible without it falls
 back to the plain linear strategy, with a warning, and works the same, only
-slower. Plays with `connection: local` run without Mitogen (below). Select
-Ansible's own for everything with ANSIBLE_STRATEGY=linear.
+slower. Plays with `connection: local` and async tasks run without Mitogen
+(below). Select Ansible's own for everything with ANSIBLE_STRATEGY=linear.
 
 Ansible runs every task in a freshly forked worker, which imports each
 filter, test and lookup plugin the task's templates use, again, task after
@@ -19,6 +19,8 @@ all this adds; a failure to import is left to the task that needs the plugin.
 """
 from __future__ import annotations
 
+from ansible.playbook.block import Block
+from ansible.playbook.task import Task
 from ansible.plugins.loader import filter_loader, lookup_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as _Plain
 from ansible.utils.display import Display
@@ -44,12 +46,23 @@ class StrategyModule(_Linear):
                     pass
             except Exception as exc:  # pragma: no cover - a worker imports it again
                 Display().vvv(f"ccproxy_linear: preloading {loader.type} plugins: {exc}")
-        # A play on the control node alone (`connection: local`, such as
-        # Molecule's podman create and destroy) gains nothing from Mitogen,
-        # and its async jobs never finish under it: Ansible's own linear.
-        if _Linear is not _Plain and iterator._play.connection == "local":
+        # Async jobs of a play on the control node alone (`connection:
+        # local`, such as Molecule's podman create and destroy) never finish
+        # under Mitogen: such a play gets Ansible's own linear.
+        if _Linear is not _Plain and iterator._play.connection == "local" and _has_async(iterator._blocks):
             return _Plain.run(self, iterator, play_context)
         return super().run(iterator, play_context)
+
+
+def _has_async(blocks):
+    """Whether any task in these blocks (nested ones included) runs async."""
+    for block in blocks:
+        for item in (block.block or []) + (block.rescue or []) + (block.always or []):
+            if isinstance(item, Block) and _has_async([item]):
+                return True
+            if isinstance(item, Task) and item.async_val:
+                return True
+    return False
 
 
 __all__ = ["StrategyModule"]
