@@ -32,21 +32,29 @@ def problems(config):
         except (TypeError, ValidationError) as exc:
             yield f"model_list[{i}]: {exc}"
             continue
-        names.append(deployment.model_name)
         params = deployment.litellm_params
+        names.append((deployment.model_name, params.api_base))
         if "/" not in params.model:
             yield f"model_list[{i}]: model {params.model!r} has no provider prefix"
         if params.api_base and params.api_base.rstrip("/").endswith("/v1"):
             yield f"model_list[{i}]: api_base must not end in /v1"
         if params.api_key:
             yield f"model_list[{i}]: api_key must not be written into the config"
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted({f"{n} at {b}" for n, b in names if names.count((n, b)) > 1})
     if duplicates:
-        yield f"model names served twice: {', '.join(duplicates)}"
+        yield f"model names served twice by one backend: {', '.join(duplicates)}"
     general = config.get("general_settings") or {}
     master_key = general.get("master_key")
     if master_key is not None and not str(master_key).startswith("os.environ/"):
         yield "general_settings.master_key must be os.environ/<VAR>, never the key itself"
+    secrets = [
+        ("router_settings.redis_password", (config.get("router_settings") or {}).get("redis_password")),
+        ("litellm_settings.cache_params.password",
+         ((config.get("litellm_settings") or {}).get("cache_params") or {}).get("password")),
+    ]
+    for where, value in secrets:
+        if value is not None and not str(value).startswith("os.environ/"):
+            yield f"{where} must be os.environ/<VAR>, never the password itself"
     for section in ("litellm_settings", "router_settings", "general_settings"):
         if section in config and not isinstance(config[section], dict):
             yield f"{section} must be a mapping"

@@ -1,0 +1,254 @@
+"""Several hosts (issue 13): two model hosts (the Ollama test double), two
+gateway nodes, Redis on the first gateway, on the scenario's podman network.
+
+Which model host served a request is read from its Ollama log: one Gin line
+per request, `| 200 | ... | <client address> | POST "/api/chat"`, as Ollama
+writes them."""
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from gateway.load import ChatLoad
+
+ROOT = Path(__file__).resolve().parents[3]
+GW1, GW2 = "ccproxy-cluster-gw1", "ccproxy-cluster-gw2"
+M1, M2 = "ccproxy-cluster-m1", "ccproxy-cluster-m2"
+ADDRESS = {GW1: "10.89.77.11", GW2: "10.89.77.12", M1: "10.89.77.21", M2: "10.89.77.22"}
+MODEL = "claude-3-5-sonnet"
+
+
+def sh(container, script, check=True, timeout=60):
+    out = subprocess.run(["podman", "exec", container, "bash", "-c", script],
+                         capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, f"{container}: {script}\n{out.stdout}{out.stderr}"
+    return out
+
+
+def chats_served(container, since):
+    """POST /api/chat requests the model host's Ollama answered with 200 since `since`."""
+    log = sh(container, f"journalctl -u ollama --no-pager -o cat --since @{since:.0f}").stdout
+    return sum(1 for line in log.splitlines() if "| 200 |" in line and 'POST    "/api/chat"' in line)
+
+
+def playbook(*args, timeout=600):
+    out = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "-e", f"@{os.environ['CCPROXY_EXTRA_VARS']}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="session")
+def gateway2(gateway):
+    return replace(gateway, origin=f"https://127.0.0.1:{os.environ['CCPROXY_PUBLISHED_PORT_2']}")
+
+
+def client(gw, token, retries=0):
+    return openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=retries,
+                         http_client=httpx.Client(verify=gw.ssl_context(), timeout=60))
+
+
+def chat(c, prompt="Reply with OK.", **kwargs):
+    r = c.chat.completions.create(model=MODEL, max_tokens=4,
+                                  messages=[{"role": "user", "content": prompt}], **kwargs)
+    assert r.choices[0].message.content
+    return r
+
+
+def test_both_gateways_accept_the_same_token_and_certificate(gateway, gateway2):
+    """The same client token works on both nodes, and both present a
+    certificate for the same names from the same CA (the client's one CA file
+    verifies both)."""
+    token = gateway.token()
+    for gw in (gateway, gateway2):
+        chat(client(gw, token))
+    certs = []
+    for gw in (gateway, gateway2):
+        port = int(gw.origin.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                gw.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            cert = tls.getpeercert()
+        certs.append((cert["issuer"], sorted(cert["subjectAltName"])))
+    assert certs[0] == certs[1]
+
+
+def test_requests_spread_over_both_model_hosts(gateway):
+    since = time.time() - 1
+    c = client(gateway, gateway.token())
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: chat(c), range(40)))
+    time.sleep(1)  # the journal
+    served = {m: chats_served(m, since) for m in (M1, M2)}
+    assert sum(served.values()) >= 40, served
+    assert min(served.values()) >= 5, f"least-busy routing should use both model hosts: {served}"
+
+
+def test_a_model_host_stopped_under_load_costs_no_request(gateway, gateway2):
+    """Ollama on one model host stops while both gateways carry load from
+    clients without retries: LiteLLM retries on the other host and cools the
+    stopped one down. When it returns it takes requests again."""
+    loads = [ChatLoad(gw, gateway.token(name), MODEL, max_retries=0, rps=8)
+             for gw, name in ((gateway, "demo"), (gateway2, "ci-probe"))]
+    for load in loads:
+        load.start()
+    try:
+        time.sleep(3)
+        sh(M1, "systemctl stop ollama")
+        time.sleep(10)
+        stopped_at = time.time()
+        time.sleep(5)
+        # Nothing reached the stopped host, everything the other.
+        assert chats_served(M1, stopped_at) == 0
+        assert chats_served(M2, stopped_at) > 0
+        sh(M1, "systemctl start ollama")
+        back = time.time()
+        # Back in rotation after its cooldown (litellm_cooldown_seconds, 30 s).
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and chats_served(M1, back) == 0:
+            time.sleep(3)
+        recovered = time.time() - back
+    finally:
+        sh(M1, "systemctl start ollama", check=False)
+        for load in loads:
+            load.finish()
+    for load in loads:
+        print(f"model host stopped: {load.summary()}")
+    print(f"model host back in rotation after {recovered:.0f} s")
+    assert all(load.ok > 50 for load in loads), [load.summary() for load in loads]
+    assert [load.failed for load in loads] == [[], []]
+    assert chats_served(M1, back) > 0, "the returned model host took no request within 90 s"
+
+
+def test_model_hosts_admit_only_the_gateways():
+    """Ollama has no authentication: beyond loopback its port admits the
+    gateway (and monitoring) hosts only; so does Redis's."""
+    probe = "timeout 5 bash -c 'exec 3<>/dev/tcp/{}/{}' && echo open || echo closed"
+    for model_host in (M1, M2):
+        addr = ADDRESS[model_host]
+        for gw in (GW1, GW2):
+            assert sh(gw, probe.format(addr, 11434)).stdout.strip() == "open"
+        other = M2 if model_host == M1 else M1
+        assert sh(other, probe.format(addr, 11434)).stdout.strip() == "closed"
+        # From this machine, across the podman bridge.
+        with pytest.raises(OSError):
+            socket.create_connection((addr, 11434), timeout=5).close()
+    assert sh(GW2, probe.format(ADDRESS[GW1], 6379)).stdout.strip() == "open"
+    assert sh(M1, probe.format(ADDRESS[GW1], 6379)).stdout.strip() == "closed"
+    with pytest.raises(OSError):
+        socket.create_connection((ADDRESS[GW1], 6379), timeout=5).close()
+    # Ollama listens on the private address, not on every interface.
+    listening = sh(M1, "ss -Hltn 'sport = :11434'").stdout
+    assert f"{ADDRESS[M1]}:11434" in listening and "0.0.0.0:11434" not in listening
+
+
+def test_litellm_reaches_only_the_model_hosts_and_redis():
+    """LiteLLM's egress rules admit the model hosts and Redis, nothing else:
+    not the other gateway's public port."""
+    rules = sh(GW2, "nft list table inet ccproxy_litellm_egress").stdout
+    for addr in (ADDRESS[M1], ADDRESS[M2], ADDRESS[GW1]):
+        assert f"ip daddr {addr} accept" in rules
+    as_litellm = "runuser -u litellm -- timeout 5 bash -c 'exec 3<>/dev/tcp/{}/{}' && echo open || echo closed"
+    assert sh(GW2, as_litellm.format(ADDRESS[M1], 11434)).stdout.strip() == "open"
+    assert sh(GW2, as_litellm.format(ADDRESS[GW1], 6379)).stdout.strip() == "open"
+    assert sh(GW2, as_litellm.format(ADDRESS[GW1], 8080)).stdout.strip() == "closed"
+
+
+def test_response_cache_is_opt_in_and_shared(gateway, gateway2):
+    """With litellm_cache on, a request that asks for the cache is answered
+    from Redis the second time, on either gateway; one that does not ask
+    always reaches a model host."""
+    token = gateway.token()
+    prompt = f"cache test {uuid.uuid4()}"
+    since = time.time() - 1
+    chat(client(gateway, token), prompt)
+    chat(client(gateway, token), prompt)
+    time.sleep(1)
+    assert sum(chats_served(m, since) for m in (M1, M2)) == 2, "without opt-in nothing is cached"
+
+    prompt = f"cache test {uuid.uuid4()}"
+    since = time.time() - 1
+    first = chat(client(gateway, token), prompt, extra_body={"cache": {"use-cache": True}})
+    second = chat(client(gateway2, token), prompt, extra_body={"cache": {"use-cache": True}})
+    time.sleep(1)
+    assert sum(chats_served(m, since) for m in (M1, M2)) == 1, "the second request should come from the cache"
+    assert second.choices[0].message.content == first.choices[0].message.content
+
+
+def test_gateways_serve_while_redis_is_down(gateway, gateway2):
+    """Redis holds shared state only: with it stopped both gateways keep
+    serving (each with its own router state), and monitoring alerts."""
+    sh(GW1, "systemctl stop redis-server")
+    try:
+        for gw in (gateway, gateway2):
+            c = client(gw, gateway.token())
+            for _ in range(5):
+                chat(c)
+        # CcproxyRedisDown fires on the monitoring hosts (probe every 5 s, for 10 s in the tests).
+        deadline = time.monotonic() + 90
+        firing = []
+        while time.monotonic() < deadline and not firing:
+            alerts = json.loads(sh(GW2, "curl -s http://127.0.0.1:9090/api/v1/alerts").stdout)
+            firing = [a for a in alerts["data"]["alerts"]
+                      if a["labels"]["alertname"] == "CcproxyRedisDown" and a["state"] == "firing"]
+            time.sleep(3)
+        assert firing, "CcproxyRedisDown did not fire within 90 s"
+    finally:
+        sh(GW1, "systemctl start redis-server")
+    chat(client(gateway, gateway.token()))
+
+
+def test_rate_limit_is_per_gateway_node(gateway, gateway2):
+    """The per-client limit is kept by each node in memory (a Redis-backed
+    limiter would fail closed with Redis): a client that has used its burst
+    on one node still has one on the other. Effective limit across N nodes:
+    N times the per-node limit, when the load balancer spreads its requests."""
+    limits = ["-e", "traefik_rate_limit_average=30", "-e", "traefik_rate_limit_burst=10",
+              "-e", "traefik_rate_limit_period=1m"]
+    playbook("--limit", "ccproxy_gateway_hosts", "--tags", "traefik_configure", *limits,
+             str(ROOT / "playbooks" / "site.yml"))
+    try:
+        time.sleep(2)  # the file provider's reload
+        token = gateway.token("ci-probe")
+
+        def burst(gw):
+            with httpx.Client(verify=gw.ssl_context(), timeout=10) as c:
+                codes = [c.get(gw.base_url + "/models", headers={"Authorization": f"Bearer {token}"}).status_code
+                         for _ in range(25)]
+            return codes.count(200), codes.count(429)
+
+        ok1, limited1 = burst(gateway)
+        ok2, limited2 = burst(gateway2)
+        print(f"rate limit 30/min, burst 10: node 1 {ok1} ok {limited1} limited; node 2 {ok2} ok {limited2} limited")
+        assert 10 <= ok1 <= 13 and limited1 >= 12
+        assert 10 <= ok2 <= 13 and limited2 >= 12
+    finally:
+        playbook("--limit", "ccproxy_gateway_hosts", "--tags", "traefik_configure",
+                 str(ROOT / "playbooks" / "site.yml"))
+
+
+def test_rotation_reaches_both_gateways(gateway, gateway2):
+    """rotate-token.yml deploys the new tokens to every gateway before it
+    hands them out: the new token works on both nodes at once."""
+    old = gateway.token("demo")
+    out = playbook("-e", "ccproxy_token_grace_seconds=600", "-e", "rotate_token_client=demo",
+                   str(ROOT / "playbooks" / "rotate-token.yml"))
+    new = gateway.token("demo")
+    assert new != old
+    assert new not in out and old not in out
+    for gw in (gateway, gateway2):
+        for token in (new, old):  # the old one within its grace period
+            with httpx.Client(verify=gw.ssl_context(), timeout=10) as c:
+                r = c.get(gw.base_url + "/models", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, (gw.origin, r.status_code)
