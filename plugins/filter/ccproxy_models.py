@@ -7,6 +7,8 @@ The ollama role pulls what `ccproxy_host_models` gives its host; the litellm
 role routes every alias to every host that carries its model
 (`ccproxy_model_backends`), and falls back along `ccproxy_model_fallbacks`.
 """
+import re
+
 from ansible.errors import AnsibleFilterError
 
 
@@ -22,9 +24,13 @@ def host_models(models, host, model_hosts):
 def model_backends(models, model_hosts, hostvars):
     """One backend per model host that carries at least one model.
 
-    Each is {host, url, models}: `url` is the host's Ollama as the gateways
-    reach it (its ccproxy_ollama_address and ccproxy_ollama_port), `models`
-    the names it serves, in the order of `models`.
+    Each is {host, url, models, parallel}: `url` is the host's Ollama as the
+    gateways reach it (its ccproxy_ollama_address and ccproxy_ollama_port),
+    `models` the names it serves, in the order of `models`, and `parallel` the
+    requests it serves at once (its ollama_num_parallel, or
+    ccproxy_ollama_num_parallel), the router's weight for it. With several
+    backends the gateways reach each through their own Traefik, at
+    http://127.0.0.1:<ccproxy_model_relay_port><route> (README, "Scaling out").
     """
     backends = []
     for host in model_hosts:
@@ -36,7 +42,9 @@ def model_backends(models, model_hosts, hostvars):
         if ":" in str(address):
             address = f"[{address}]"
         port = hv.get("ccproxy_ollama_port", 11434)
-        backends.append({"host": host, "url": f"http://{address}:{port}", "models": names})
+        parallel = int(hv.get("ollama_num_parallel") or hv.get("ccproxy_ollama_num_parallel") or 1)
+        backends.append({"host": host, "url": f"http://{address}:{port}", "models": names, "parallel": parallel,
+                         "route": "/ollama/" + re.sub(r"[^A-Za-z0-9-]", "-", host)})
     return backends
 
 

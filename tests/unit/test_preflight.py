@@ -17,6 +17,7 @@ BASELINE = {
     "ansible_facts": FACTS,
     "ccproxy_models": MODELS,
     "ccproxy_ollama_port": 11434, "ccproxy_litellm_port": 8081, "ccproxy_public_port": 8080,
+    "ccproxy_model_relay_port": 8084,
     "ccproxy_litellm_instances": 2,
     # Derived as in playbooks/group_vars/all/ccproxy.yml, so cases that move the first port move it.
     "ccproxy_litellm_ports": "{{ range(ccproxy_litellm_port | int, ccproxy_litellm_port | int"
@@ -28,7 +29,7 @@ BASELINE = {
     "ccproxy_launchd_kind": "daemon", "ccproxy_launchd_label_prefix": "com.ccproxy",
     "ccproxy_litellm_master_key": "FAKE-preflight-master-key-" + "0" * 30,
     "ccproxy_client_tokens": [{"name": "laptop", "token": TOKEN, "expires": ""}],
-    "litellm_version": "1.108.7", "litellm_egress_allow": [],
+    "litellm_version": "1.108.7", "litellm_egress_allow": [], "litellm_cache": False,
     "traefik_max_in_flight_per_client": 4, "traefik_read_timeout": "60s", "traefik_api_routes_extra": [],
     "traefik_tls_cert_src": "", "traefik_tls_key_src": "", "traefik_internal_port": 8082,
     "traefik_max_request_body_bytes": 33554432,
@@ -82,6 +83,10 @@ CASES = {
     "short master key": ({"ccproxy_litellm_master_key": "short"}, "ccproxy_litellm_master_key"),
     "trojaned LiteLLM": ({"litellm_version": "1.82.7"}, "LiteLLM 1.82.7 was a trojaned release"),
     "LiteLLM without a lock": ({"litellm_version": "9.9.9"}, "requirements-9.9.9.txt"),
+    "model relay on the public port": ({"ccproxy_model_relay_port": 8080}, "ccproxy_model_relay_port"),
+    "model on a host that serves no models": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"], "hosts": ["nowhere"]}]}, "serves no model"),
+    "fallback to an unknown model": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"], "fallback": "m:9"}]}, "each fallback the name of a model"),
+    "cache without Redis": ({"litellm_cache": True}, "litellm_cache needs Redis"),
     "egress to a host name": ({"litellm_egress_allow": ["ollama.lan"]}, "litellm_egress_allow"),
     "no in-flight allowance": ({"traefik_max_in_flight_per_client": 0}, "traefik_max_in_flight_per_client"),
     "read timeout not a duration": ({"traefik_read_timeout": "soon"}, "traefik_read_timeout"),

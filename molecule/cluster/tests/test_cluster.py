@@ -1,5 +1,6 @@
 """Several hosts (issue 13): two model hosts (the Ollama test double), two
 gateway nodes, Redis on the first gateway, on the scenario's podman network.
+(The client token rotation across both gateways: test_rotation.py.)
 
 Which model host served a request is read from its Ollama log: one Gin line
 per request, `| 200 | ... | <client address> | POST "/api/chat"`, as Ollama
@@ -11,7 +12,6 @@ import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -50,11 +50,6 @@ def playbook(*args, timeout=600):
     return out.stdout
 
 
-@pytest.fixture(scope="session")
-def gateway2(gateway):
-    return replace(gateway, origin=f"https://127.0.0.1:{os.environ['CCPROXY_PUBLISHED_PORT_2']}")
-
-
 def client(gw, token, retries=0):
     return openai.OpenAI(base_url=gw.base_url, api_key=token, max_retries=retries,
                          http_client=httpx.Client(verify=gw.ssl_context(), timeout=60))
@@ -68,9 +63,8 @@ def chat(c, prompt="Reply with OK.", **kwargs):
 
 
 def test_both_gateways_accept_the_same_token_and_certificate(gateway, gateway2):
-    """The same client token works on both nodes, and both present a
-    certificate for the same names from the same CA (the client's one CA file
-    verifies both)."""
+    """The same client token works on both nodes, and both serve the same
+    certificate (the operator's), which the client's one CA file verifies."""
     token = gateway.token()
     for gw in (gateway, gateway2):
         chat(client(gw, token))
@@ -78,21 +72,21 @@ def test_both_gateways_accept_the_same_token_and_certificate(gateway, gateway2):
     for gw in (gateway, gateway2):
         port = int(gw.origin.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-                gw.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            cert = tls.getpeercert()
-        certs.append((cert["issuer"], sorted(cert["subjectAltName"])))
+                gw.ssl_context().wrap_socket(raw, server_hostname=gw.server_name) as tls:
+            certs.append(tls.getpeercert(binary_form=True))
     assert certs[0] == certs[1]
 
 
 def test_requests_spread_over_both_model_hosts(gateway):
     since = time.time() - 1
     c = client(gateway, gateway.token())
-    with ThreadPoolExecutor(8) as pool:
+    # The edge admits 4 requests in flight per client (traefik_max_in_flight_per_client).
+    with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: chat(c), range(40)))
     time.sleep(1)  # the journal
     served = {m: chats_served(m, since) for m in (M1, M2)}
     assert sum(served.values()) >= 40, served
-    assert min(served.values()) >= 5, f"least-busy routing should use both model hosts: {served}"
+    assert min(served.values()) >= 5, f"weighted routing should use both model hosts: {served}"
 
 
 def test_a_model_host_stopped_under_load_costs_no_request(gateway, gateway2):
@@ -153,16 +147,19 @@ def test_model_hosts_admit_only_the_gateways():
     assert f"{ADDRESS[M1]}:11434" in listening and "0.0.0.0:11434" not in listening
 
 
-def test_litellm_reaches_only_the_model_hosts_and_redis():
-    """LiteLLM's egress rules admit the model hosts and Redis, nothing else:
-    not the other gateway's public port."""
+def test_litellm_reaches_the_model_hosts_only_through_the_relay():
+    """LiteLLM reaches the model hosts through its gateway's Traefik (the
+    model relay on loopback) and Redis directly: its egress rules admit Redis's
+    port and nothing else beyond loopback."""
     rules = sh(GW2, "nft list table inet ccproxy_litellm_egress").stdout
-    for addr in (ADDRESS[M1], ADDRESS[M2], ADDRESS[GW1]):
-        assert f"ip daddr {addr} accept" in rules
+    assert f"ip daddr {ADDRESS[GW1]} tcp dport 6379 accept" in rules
+    assert ADDRESS[M1] not in rules and ADDRESS[M2] not in rules
     as_litellm = "runuser -u litellm -- timeout 5 bash -c 'exec 3<>/dev/tcp/{}/{}' && echo open || echo closed"
-    assert sh(GW2, as_litellm.format(ADDRESS[M1], 11434)).stdout.strip() == "open"
     assert sh(GW2, as_litellm.format(ADDRESS[GW1], 6379)).stdout.strip() == "open"
+    assert sh(GW2, as_litellm.format(ADDRESS[M1], 11434)).stdout.strip() == "closed"
     assert sh(GW2, as_litellm.format(ADDRESS[GW1], 8080)).stdout.strip() == "closed"
+    relayed = sh(GW2, "runuser -u litellm -- curl -s http://127.0.0.1:8084/ollama/ccproxy-cluster-m1/api/version").stdout
+    assert json.loads(relayed)["version"]
 
 
 def test_response_cache_is_opt_in_and_shared(gateway, gateway2):
@@ -236,19 +233,3 @@ def test_rate_limit_is_per_gateway_node(gateway, gateway2):
     finally:
         playbook("--limit", "ccproxy_gateway_hosts", "--tags", "traefik_configure",
                  str(ROOT / "playbooks" / "site.yml"))
-
-
-def test_rotation_reaches_both_gateways(gateway, gateway2):
-    """rotate-token.yml deploys the new tokens to every gateway before it
-    hands them out: the new token works on both nodes at once."""
-    old = gateway.token("demo")
-    out = playbook("-e", "ccproxy_token_grace_seconds=600", "-e", "rotate_token_client=demo",
-                   str(ROOT / "playbooks" / "rotate-token.yml"))
-    new = gateway.token("demo")
-    assert new != old
-    assert new not in out and old not in out
-    for gw in (gateway, gateway2):
-        for token in (new, old):  # the old one within its grace period
-            with httpx.Client(verify=gw.ssl_context(), timeout=10) as c:
-                r = c.get(gw.base_url + "/models", headers={"Authorization": f"Bearer {token}"})
-            assert r.status_code == 200, (gw.origin, r.status_code)

@@ -74,11 +74,14 @@ def vault_entries(gateway):
     return yaml.safe_load(out)["ccproxy_client_tokens"]
 
 
-def test_rotation_under_load(gateway):
+def test_rotation_under_load(gateway, gateway2):
+    """Both gateway nodes carry the load; the rotation deploys the new tokens
+    to both before it hands them out."""
     old = {c: gateway.token(c) for c in ("demo", "ci-probe")}
-    assert all(status(gateway, t) == 200 for t in old.values())
+    assert all(status(gw, t) == 200 for t in old.values() for gw in (gateway, gateway2))
 
-    loads = [Load(gateway, old["demo"]) for _ in range(3)] + [Load(gateway, old["ci-probe"])]
+    loads = ([Load(gateway, old["demo"]) for _ in range(2)] + [Load(gateway2, old["demo"])]
+             + [Load(gateway2, old["ci-probe"])])
     for load in loads:
         load.start()
     time.sleep(1)
@@ -100,8 +103,9 @@ def test_rotation_under_load(gateway):
     assert sent > 100
     for client in old:
         assert new[client] != old[client]
-        assert status(gateway, new[client]) == 200
-        assert status(gateway, old[client]) == 200, "old token must work during the grace period"
+        for gw in (gateway, gateway2):
+            assert status(gw, new[client]) == 200
+            assert status(gw, old[client]) == 200, "old token must work during the grace period"
         assert old[client] not in output and new[client] not in output, "token in playbook output"
     assert (gateway.state_dir / "vault.yml").read_text().startswith("$ANSIBLE_VAULT;")
     assert oct((gateway.state_dir / "tokens" / "demo.token").stat().st_mode & 0o777) == "0o600"
@@ -112,8 +116,9 @@ def test_rotation_under_load(gateway):
         time.sleep(0.5)
     # Not before it was due: the expiry was set near the start of the run.
     assert time.monotonic() - rotated_at >= GRACE - took - 1
-    assert status(gateway, old["demo"]) == 403
-    assert status(gateway, new["demo"]) == 200
+    for gw in (gateway, gateway2):
+        assert status(gw, old["demo"]) == 403
+        assert status(gw, new["demo"]) == 200
 
     # A second rotation works and prunes the expired entries from the vault.
     output2, _ = rotate(gateway)
@@ -147,7 +152,7 @@ def run_schedule(extra=()):
     return subprocess.run(
         [
             "ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-            "-e", "ccproxy_rotation_controller=" + os.environ.get("CCPROXY_ROTATION_HOST", "ccproxy-molecule-rotation"),
+            "-e", "ccproxy_rotation_controller=" + os.environ["CCPROXY_ROTATION_HOST"],
             "-e", f"rotation_schedule_vault_password_file={SCHEDULE_STATE}/vault-password",
             *extra, str(ROOT / "playbooks" / "schedule-rotation.yml"),
         ],
