@@ -192,11 +192,12 @@ def test_gateways_serve_while_redis_is_down(gateway, gateway2):
             c = client(gw, gateway.token())
             for _ in range(5):
                 chat(c)
-        # CcproxyRedisDown fires on the monitoring hosts (probe every 5 s, for 10 s in the tests).
+        # CcproxyRedisDown fires on the monitoring host, the first gateway
+        # (probe every 5 s, for 10 s in the tests).
         deadline = time.monotonic() + 90
         firing = []
         while time.monotonic() < deadline and not firing:
-            alerts = json.loads(sh(GW2, "curl -s http://127.0.0.1:9090/api/v1/alerts").stdout)
+            alerts = json.loads(sh(GW1, "curl -s http://127.0.0.1:9090/api/v1/alerts").stdout)
             firing = [a for a in alerts["data"]["alerts"]
                       if a["labels"]["alertname"] == "CcproxyRedisDown" and a["state"] == "firing"]
             time.sleep(3)
