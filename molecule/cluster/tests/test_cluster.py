@@ -125,6 +125,23 @@ def test_a_model_host_stopped_under_load_costs_no_request(gateway, gateway2):
     assert chats_served(M1, back) > 0, "the returned model host took no request within 90 s"
 
 
+def test_a_model_no_host_has_falls_back_to_its_fallback(gateway):
+    """ccproxy_models says 32B falls back to 7B: with the 32B model gone from
+    both model hosts, a request for its alias is answered by the 7B model."""
+    big = "qwen2.5-coder:32b-instruct"
+    c = client(gateway, gateway.token())
+    try:
+        for m in (M1, M2):
+            sh(m, f"curl -sf -X DELETE http://{ADDRESS[m]}:11434/api/delete -d '{{\"model\": \"{big}\"}}'")
+        r = c.chat.completions.create(model="qwen-quality", max_tokens=8,
+                                      messages=[{"role": "user", "content": "Reply with OK."}])
+        assert "qwen2.5-coder:7b-instruct" in r.choices[0].message.content, r.choices[0].message.content
+    finally:
+        for m in (M1, M2):
+            sh(m, f"curl -sf http://{ADDRESS[m]}:11434/api/pull -d '{{\"model\": \"{big}\", \"stream\": false}}'",
+               timeout=120)
+
+
 def test_model_hosts_admit_only_the_gateways():
     """Ollama has no authentication: beyond loopback its port admits the
     gateway (and monitoring) hosts only; so does Redis's."""
