@@ -37,8 +37,15 @@ def sh(container, script, check=True, timeout=60):
 
 def chats_served(container, since):
     """POST /api/chat requests the model host's Ollama answered with 200 since `since`."""
-    log = sh(container, f"journalctl -u ollama --no-pager -o cat --since @{since:.0f}").stdout
+    log = sh(container, f"journalctl -u ollama --no-pager -o cat --since @{int(since)}").stdout
     return sum(1 for line in log.splitlines() if "| 200 |" in line and 'POST    "/api/chat"' in line)
+
+
+def quiet_since():
+    """A start time for chats_served() that no earlier request shares: the
+    journal's --since counts whole seconds."""
+    time.sleep(1.5)
+    return time.time()
 
 
 def playbook(*args, timeout=600):
@@ -190,14 +197,14 @@ def test_response_cache_is_opt_in_and_shared(gateway, gateway2):
     always reaches a model host."""
     token = gateway.token()
     prompt = f"cache test {uuid.uuid4()}"
-    since = time.time() - 1
+    since = quiet_since()
     chat(client(gateway, token), prompt)
     chat(client(gateway, token), prompt)
     time.sleep(1)
     assert sum(chats_served(m, since) for m in (M1, M2)) == 2, "without opt-in nothing is cached"
 
     prompt = f"cache test {uuid.uuid4()}"
-    since = time.time() - 1
+    since = quiet_since()
     first = chat(client(gateway, token), prompt, extra_body={"cache": {"use-cache": True}})
     # LiteLLM writes the answer to Redis after it has sent it, in the
     # background: one CI run's second request came before the write.
