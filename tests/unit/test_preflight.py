@@ -88,6 +88,7 @@ CASES = {
     "fallback to an unknown model": ({"ccproxy_models": [{"name": "m:1", "aliases": ["a"], "fallback": "m:9"}]}, "each fallback the name of a model"),
     "cache without Redis": ({"litellm_cache": True}, "litellm_cache needs Redis"),
     "egress to a host name": ({"litellm_egress_allow": ["ollama.lan"]}, "litellm_egress_allow"),
+    "egress to an impossible address": ({"litellm_egress_allow": ["999.1.1.1/8"]}, "litellm_egress_allow"),
     "no in-flight allowance": ({"traefik_max_in_flight_per_client": 0}, "traefik_max_in_flight_per_client"),
     "read timeout not a duration": ({"traefik_read_timeout": "soon"}, "traefik_read_timeout"),
     "extra route outside /v1": ({"traefik_api_routes_extra": [{"method": "GET", "path": "/admin"}]}, "traefik_api_routes_extra"),
