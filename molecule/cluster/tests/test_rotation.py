@@ -242,10 +242,12 @@ def test_overlapping_rotations_wait_for_each_other(gateway):
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda _: rotate(gateway), range(2)))
     outputs = [out for out, _ in runs]
-    waited = [out for out in outputs if "RETRYING" in out and "Take the rotation lock" in out]
+    waited = [out for out in outputs if "RETRYING" in out and "Take the vault lock" in out]
     assert len(waited) == 1, "exactly one of the two runs must have waited for the lock"
     for client in ("demo", "ci-probe"):
         assert status(gateway, gateway.token(client)) == 200
+    # Both let go of the lock, as init-secrets.yml (prepare) did before them.
+    assert not (gateway.state_dir / "vault.yml.rotation-lock").exists()
     entries = vault_entries(gateway)
     for client in ("demo", "ci-probe"):
         current = [e for e in entries if e["name"] == client and not e.get("expires")]
