@@ -132,6 +132,99 @@ def test_a_model_host_stopped_under_load_costs_no_request(gateway, gateway2):
     assert chats_served(M1, back) > 0, "the returned model host took no request within 90 s"
 
 
+def relay_answers(gateway_container, model_host, since):
+    """The statuses the gateway's model relay answered for `model_host` since
+    `since` (its Traefik access log, entry point `models`)."""
+    log = sh(gateway_container, "cat /var/log/traefik/access.log").stdout
+    statuses = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if (entry.get("entryPointName") == "models"
+                and entry.get("RequestPath", "").startswith(f"/ollama/{model_host}/")
+                and entry.get("StartUTC", "") >= since):
+            statuses.append(entry.get("DownstreamStatus"))
+    return statuses
+
+
+def relay_server_up(gateway_container, model_host):
+    """The relay's health check of `model_host` (Traefik's metrics): True,
+    False, or None when Traefik reports no such server."""
+    metrics = sh(gateway_container, "curl -s http://127.0.0.1:8082/metrics").stdout
+    for line in metrics.splitlines():
+        if line.startswith("traefik_service_server_up{") and f'service="model-{model_host}@file"' in line:
+            return line.rsplit(" ", 1)[1] == "1"
+    return None
+
+
+def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
+    """A model host that answers nothing at all (powered off, cut off: every
+    packet to its Ollama is dropped) while two clients without retries send
+    4 requests a second between them, each on its own (two clients: the
+    edge admits 4 requests in flight per client, and some wait 2 s here). A
+    request the relay sends to the silent host gets a 504 after the dial
+    timeout (2 s), which LiteLLM cools down and retries on the other host;
+    the relay's health check fails within its interval plus timeout (1 s +
+    2 s), and from then on the relay answers 503 for that host at once. So
+    every request that starts 5 s after the cut succeeds, served by the other
+    host, and the host is back in the relay's rotation once it answers."""
+    tokens = [gateway.token("demo"), gateway.token("ci-probe")]
+    records = []  # (started, seconds, outcome)
+
+    def one(n):
+        started = time.monotonic()
+        c = client(gateway, tokens[n % 2], retries=0)
+        try:
+            chat(c)
+            outcome = "ok"
+        except (openai.APIError, AssertionError) as exc:
+            outcome = f"{type(exc).__name__}: {str(exc)[:100]}"
+        finally:
+            c.close()
+        records.append((started, time.monotonic() - started, outcome))
+
+    with ThreadPoolExecutor(32) as pool:
+        for n in range(12):
+            pool.submit(one, n)
+            time.sleep(0.25)
+        cut = time.monotonic()
+        cut_utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        sh(M2, "nft add table inet ccproxy_test_blackhole && nft add chain inet ccproxy_test_blackhole input "
+               "'{ type filter hook input priority -10; }' && "
+               "nft add rule inet ccproxy_test_blackhole input tcp dport 11434 drop")
+        try:
+            window, n = None, 0
+            while time.monotonic() < cut + 25:
+                if window is None and time.monotonic() > cut + 5:
+                    window = time.time()
+                    up_during = relay_server_up(GW1, M2)
+                pool.submit(one, n)
+                n += 1
+                time.sleep(0.25)
+            served_m1, served_m2 = chats_served(M1, window), chats_served(M2, window)
+        finally:
+            sh(M2, "nft delete table inet ccproxy_test_blackhole", check=False)
+    restored = time.monotonic()
+    while not relay_server_up(GW1, M2) and time.monotonic() < restored + 15:
+        time.sleep(0.5)
+    up_again = relay_server_up(GW1, M2)
+    after = [r for r in records if r[0] >= cut + 5]
+    during = [r for r in records if cut <= r[0] < cut + 5]
+    answers = relay_answers(GW1, M2, cut_utc)
+    print(f"model host silent: {len(after)} requests from 5 s after the cut, "
+          f"{sum(r[2] != 'ok' for r in after)} failed; in the first 5 s {len(during)}, of them "
+          f"{sum(r[2] != 'ok' for r in during)} failed and the slowest took {max(r[1] for r in during):.1f} s; "
+          f"the relay answered {sorted(set(answers))} for the silent host; "
+          f"errors: {sorted({r[2] for r in records if r[2] != 'ok'})}")
+    assert len(after) >= 60, len(after)
+    assert [r[2] for r in after if r[2] != "ok"] == []
+    assert served_m2 == 0 and served_m1 > 0, (served_m1, served_m2)
+    assert up_during is False, "the relay's health check did not take the silent host out within 5 s"
+    assert up_again, "the relay's health check did not put the host back within 15 s of its return"
+
+
 def test_a_model_no_host_has_falls_back_to_its_fallback(gateway):
     """ccproxy_models says 32B falls back to 7B: with the 32B model gone from
     both model hosts, a request for its alias is answered by the 7B model."""
