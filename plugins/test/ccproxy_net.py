@@ -9,7 +9,10 @@ import ipaddress
 
 
 def is_ip(value):
-    """An IPv4 or IPv6 address, without a prefix length."""
+    """An IPv4 or IPv6 address, without a prefix length or an IPv6 zone
+    (fe80::1%eth0: nft and systemd's IPAddressAllow refuse zones)."""
+    if "%" in str(value):
+        return False
     try:
         ipaddress.ip_address(str(value))
     except ValueError:
@@ -18,7 +21,10 @@ def is_ip(value):
 
 
 def is_network(value):
-    """An IP address or a CIDR (host bits may be set: 10.0.0.5/24 names 10.0.0.0/24)."""
+    """An IP address or a CIDR (host bits may be set: 10.0.0.5/24 names
+    10.0.0.0/24), without an IPv6 zone."""
+    if "%" in str(value):
+        return False
     try:
         ipaddress.ip_network(str(value), strict=False)
     except ValueError:

@@ -23,7 +23,7 @@ def test_networks_are_not_addresses(value):
 
 
 @pytest.mark.parametrize("value", ["", "ollama.lan", "999.1.1.1", "10.0.0", "10.0.0.1/33", "::g", "1.2.3.4 ",
-                                   None, 12])
+                                   "fe80::1%eth0", "fe80::%eth0/64", None, 12])
 def test_anything_else_is_neither(value):
     assert not net.is_ip(value)
     assert not net.is_network(value)

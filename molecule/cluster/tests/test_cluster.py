@@ -163,19 +163,22 @@ def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
     """A model host that answers nothing at all (powered off, cut off: every
     packet to its Ollama is dropped) while two clients without retries send
     4 requests a second between them, each on its own (two clients: the
-    edge admits 4 requests in flight per client, and some wait 2 s here). A
-    request the relay sends to the silent host gets a 504 after the dial
-    timeout (2 s), which LiteLLM cools down and retries on the other host;
-    the relay's health check fails within its interval plus timeout (1 s +
-    2 s), and from then on the relay answers 503 for that host at once. So
-    every request that starts 5 s after the cut succeeds, served by the other
-    host, and the host is back in the relay's rotation once it answers."""
+    edge admits 4 requests in flight per client). A request the relay sends
+    to the silent host on a new connection gets a 504 after the dial timeout
+    (2 s), which LiteLLM cools down and retries on the other host; one sent
+    on a kept-alive connection waits until its client gives up (15 s here).
+    The relay's health check (every 5 s, timeout 3 s) takes the host out
+    within 8 s, and from then on the relay answers 503 for it at once. So
+    every request that starts 10 s after the cut succeeds, served by the
+    other host, and the host is back in the relay's rotation once it
+    answers. What the first 10 s cost is printed (-s), not asserted."""
     tokens = [gateway.token("demo"), gateway.token("ci-probe")]
     records = []  # (started, seconds, outcome)
 
     def one(n):
         started = time.monotonic()
-        c = client(gateway, tokens[n % 2], retries=0)
+        c = openai.OpenAI(base_url=gateway.base_url, api_key=tokens[n % 2], max_retries=0,
+                          http_client=httpx.Client(verify=gateway.ssl_context(), timeout=15))
         try:
             chat(c)
             outcome = "ok"
@@ -196,8 +199,8 @@ def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
                "nft add rule inet ccproxy_test_blackhole input tcp dport 11434 drop")
         try:
             window, n = None, 0
-            while time.monotonic() < cut + 25:
-                if window is None and time.monotonic() > cut + 5:
+            while time.monotonic() < cut + 30:
+                if window is None and time.monotonic() > cut + 10:
                     window = time.time()
                     up_during = relay_server_up(GW1, M2)
                 pool.submit(one, n)
@@ -207,22 +210,22 @@ def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
         finally:
             sh(M2, "nft delete table inet ccproxy_test_blackhole", check=False)
     restored = time.monotonic()
-    while not relay_server_up(GW1, M2) and time.monotonic() < restored + 15:
+    while not relay_server_up(GW1, M2) and time.monotonic() < restored + 20:
         time.sleep(0.5)
     up_again = relay_server_up(GW1, M2)
-    after = [r for r in records if r[0] >= cut + 5]
-    during = [r for r in records if cut <= r[0] < cut + 5]
+    after = [r for r in records if r[0] >= cut + 10]
+    first = [r for r in records if cut <= r[0] < cut + 10]
     answers = relay_answers(GW1, M2, cut_utc)
-    print(f"model host silent: {len(after)} requests from 5 s after the cut, "
-          f"{sum(r[2] != 'ok' for r in after)} failed; in the first 5 s {len(during)}, of them "
-          f"{sum(r[2] != 'ok' for r in during)} failed and the slowest took {max(r[1] for r in during):.1f} s; "
+    print(f"model host silent: {len(after)} requests from 10 s after the cut, "
+          f"{sum(r[2] != 'ok' for r in after)} failed; in the first 10 s {len(first)}, of them "
+          f"{sum(r[2] != 'ok' for r in first)} failed and the slowest took {max(r[1] for r in first):.1f} s; "
           f"the relay answered {sorted(set(answers))} for the silent host; "
           f"errors: {sorted({r[2] for r in records if r[2] != 'ok'})}")
     assert len(after) >= 60, len(after)
     assert [r[2] for r in after if r[2] != "ok"] == []
     assert served_m2 == 0 and served_m1 > 0, (served_m1, served_m2)
-    assert up_during is False, "the relay's health check did not take the silent host out within 5 s"
-    assert up_again, "the relay's health check did not put the host back within 15 s of its return"
+    assert up_during is False, "the relay's health check did not take the silent host out within 10 s"
+    assert up_again, "the relay's health check did not put the host back within 20 s of its return"
 
 
 def test_a_model_no_host_has_falls_back_to_its_fallback(gateway):
@@ -287,7 +290,7 @@ def test_litellm_reaches_the_model_hosts_only_through_the_relay():
 def test_response_cache_is_opt_in_and_shared(gateway, gateway2):
     """With litellm_cache on, a request that asks for the cache is answered
     from Redis the second time, on either gateway; one that does not ask
-    always reaches a model host."""
+    always reaches a model host, unless its model has `cache: true`."""
     token = gateway.token()
     prompt = f"cache test {uuid.uuid4()}"
     since = quiet_since()
@@ -306,6 +309,19 @@ def test_response_cache_is_opt_in_and_shared(gateway, gateway2):
     time.sleep(1)
     assert sum(chats_served(m, since) for m in (M1, M2)) == 1, "the second request should come from the cache"
     assert second.choices[0].message.content == first.choices[0].message.content
+
+    # Per model: the gateways' map (host_vars/) caches the 32B model's
+    # aliases without the request asking.
+    prompt = f"cache test {uuid.uuid4()}"
+    since = quiet_since()
+    answers = []
+    for gw in (gateway, gateway2):
+        r = client(gw, token).chat.completions.create(
+            model="qwen-quality", max_tokens=8, messages=[{"role": "user", "content": prompt}])
+        answers.append(r.choices[0].message.content)
+        time.sleep(3)
+    assert sum(chats_served(m, since) for m in (M1, M2)) == 1, "a cached model's second request should come from the cache"
+    assert answers[0] == answers[1] and "32b" in answers[0], answers
 
 
 def test_gateways_serve_while_redis_is_down(gateway, gateway2):

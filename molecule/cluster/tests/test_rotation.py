@@ -3,6 +3,7 @@ once, the old one until the grace period ends and 403 after it, a second
 rotation works, the vault stays encrypted, no token in the playbook output."""
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -242,7 +243,7 @@ def test_overlapping_rotations_wait_for_each_other(gateway):
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda _: rotate(gateway), range(2)))
     outputs = [out for out, _ in runs]
-    waited = [out for out in outputs if "RETRYING" in out and "Take the vault lock" in out]
+    waited = [out for out in outputs if re.search(r"RETRYING: \[[^]]*\]: Take the vault lock", out)]
     assert len(waited) == 1, "exactly one of the two runs must have waited for the lock"
     for client in ("demo", "ci-probe"):
         assert status(gateway, gateway.token(client)) == 200
