@@ -132,23 +132,6 @@ def test_a_model_host_stopped_under_load_costs_no_request(gateway, gateway2):
     assert chats_served(M1, back) > 0, "the returned model host took no request within 90 s"
 
 
-def relay_answers(gateway_container, model_host, since):
-    """The statuses the gateway's model relay answered for `model_host` since
-    `since` (its Traefik access log, entry point `models`)."""
-    log = sh(gateway_container, "cat /var/log/traefik/access.log").stdout
-    statuses = []
-    for line in log.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if (entry.get("entryPointName") == "models"
-                and entry.get("RequestPath", "").startswith(f"/ollama/{model_host}/")
-                and entry.get("StartUTC", "") >= since):
-            statuses.append(entry.get("DownstreamStatus"))
-    return statuses
-
-
 def relay_server_up(gateway_container, model_host):
     """The relay's health check of `model_host` (Traefik's metrics): True,
     False, or None when Traefik reports no such server."""
@@ -193,7 +176,6 @@ def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
             pool.submit(one, n)
             time.sleep(0.25)
         cut = time.monotonic()
-        cut_utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         sh(M2, "nft add table inet ccproxy_test_blackhole && nft add chain inet ccproxy_test_blackhole input "
                "'{ type filter hook input priority -10; }' && "
                "nft add rule inet ccproxy_test_blackhole input tcp dport 11434 drop")
@@ -219,11 +201,9 @@ def test_a_model_host_that_does_not_answer_is_taken_out_within_seconds(gateway):
     up_again = relay_server_up(GW1, M2)
     after = [r for r in records if r[0] >= cut + 10]
     first = [r for r in records if cut <= r[0] < cut + 10]
-    answers = relay_answers(GW1, M2, cut_utc)
     print(f"model host silent: {len(after)} requests from 10 s after the cut, "
           f"{sum(r[2] != 'ok' for r in after)} failed; in the first 10 s {len(first)}, of them "
           f"{sum(r[2] != 'ok' for r in first)} failed and the slowest took {max(r[1] for r in first):.1f} s; "
-          f"the relay answered {sorted(set(answers))} for the silent host; "
           f"errors: {sorted({r[2] for r in records if r[2] != 'ok'})}")
     assert len(after) >= 60, len(after)
     assert [r[2] for r in after if r[2] != "ok"] == []
