@@ -122,7 +122,7 @@ def settings_for(demo, instances):
         "edge_port": demo.edge_port,
         "ca_file": "/etc/traefik/tls/ca.crt",
         "server_name": "",
-        "litellm_port": ports[0],
+        "litellm_ports": ports,
         "litellm_env_file": "/etc/ccproxy/litellm/litellm.env",
         "litellm_metrics_ports": [p + 1000 for p in ports],
         "ollama_port": 11434,

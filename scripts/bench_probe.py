@@ -12,8 +12,12 @@ Prints one JSON document on stdout.
   python3 bench_probe.py load --target edge --concurrency 1,2,4 --seconds 5 < settings.json
   python3 bench_probe.py reject --concurrency 8 --seconds 5 < settings.json
 
-Settings: token, edge_port, ca_file, server_name, litellm_port,
+Settings: token, edge_port, ca_file, server_name, litellm_ports,
 litellm_env_file, litellm_metrics_ports, ollama_port, alias, ollama_model.
+
+LiteLLM direct takes its instances in turn (litellm_ports), one request each,
+as the edge's round robin does: with several instances, "LiteLLM direct" is
+the same service the edge forwards to, so the difference is the edge's own.
 """
 import argparse
 import http.client
@@ -41,27 +45,34 @@ class _NamedHTTPSConnection(http.client.HTTPSConnection):
 
 
 class Target:
-    """One keep-alive connection to one path: the edge, LiteLLM or Ollama."""
+    """Keep-alive connections down one path: the edge, LiteLLM (one per
+    instance, taken in turn) or Ollama."""
 
     def __init__(self, name, settings, token=None):
         self.name = name
         self.settings = settings
         self.token = token
-        self.conn = None
         if name == "edge":
-            self.port, self.path, self.tls = settings["edge_port"], "/v1/chat/completions", True
+            self.ports, self.path, self.tls = [settings["edge_port"]], "/v1/chat/completions", True
         elif name == "litellm":
-            self.port, self.path, self.tls = settings["litellm_port"], "/v1/chat/completions", False
+            self.ports, self.path, self.tls = list(settings["litellm_ports"]), "/v1/chat/completions", False
         elif name == "ollama":
-            self.port, self.path, self.tls = settings["ollama_port"], "/api/chat", False
+            self.ports, self.path, self.tls = [settings["ollama_port"]], "/api/chat", False
         else:
             raise SystemExit(f"unknown target {name}")
+        self.conns = [None] * len(self.ports)
+        self.turn = 0
+
+    @property
+    def conn(self):
+        return self.conns[self.turn]
 
     def _connect(self):
+        port = self.ports[self.turn]
         if self.tls:
             context = ssl.create_default_context(cafile=self.settings["ca_file"])
-            return _NamedHTTPSConnection(self.port, context, self.settings.get("server_name") or "127.0.0.1")
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            return _NamedHTTPSConnection(port, context, self.settings.get("server_name") or "127.0.0.1")
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def body(self, stream):
         if self.name == "ollama":
@@ -71,8 +82,9 @@ class Target:
 
     def request(self, stream=False):
         """One chat completion: (status, seconds to the first token, seconds to the end)."""
+        self.turn = (self.turn + 1) % len(self.ports)
         if self.conn is None:
-            self.conn = self._connect()
+            self.conns[self.turn] = self._connect()
         headers = {"Content-Type": "application/json", "User-Agent": self.settings.get("user_agent", "ccproxy-bench")}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -97,9 +109,14 @@ class Target:
             return 0, None, time.perf_counter() - start
 
     def close(self):
+        """Close the current connection (the next request to it reconnects)."""
         if self.conn is not None:
             self.conn.close()
-            self.conn = None
+            self.conns[self.turn] = None
+
+    def close_all(self):
+        for self.turn in range(len(self.ports)):
+            self.close()
 
 
 def _has_token(line):
@@ -167,7 +184,7 @@ def _closed_loop(make_target, concurrency, seconds, stream=False):
             with lock:
                 counts["statuses"][str(status)] = counts["statuses"].get(str(status), 0) + 1
                 counts["ok" if status == 200 else "failed"] += 1
-        target.close()
+        target.close_all()
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     start = time.perf_counter()

@@ -78,6 +78,8 @@ def render(results):
         f"## Latency per path ({base['name']}, the defaults)",
         "",
         "Each round sends one request down every path in a new random order.",
+        "LiteLLM direct takes the instances in turn, one request each; the edge picks",
+        "one by Traefik's load-balancing strategy (the inventory's traefik_upstream_strategy).",
         "",
         "| path | p50 ms | p99 ms | stream: first token p50 ms | first token p99 ms | failed |",
         "|---|---|---|---|---|---|",

@@ -194,19 +194,33 @@ def test_every_service_comes_back_after_sigkill_and_litellm_crashes_cost_nothing
         assert report[name]["requests"] > 0
 
 
+def last_served(host):
+    """The LiteLLM instance (unit, port) that answered the latest proxied request."""
+    with host.sudo():
+        out = host.run(f"tail -n 50 {ACCESS_LOG}").stdout
+    urls = {f"http://127.0.0.1:{port}": (name, port) for name, port in LITELLM}
+    served = [json.loads(line).get("ServiceURL") for line in out.splitlines() if line.startswith("{")]
+    served = [url for url in served if url in urls]
+    assert served, "no proxied request in the access log's last lines"
+    return urls[served[-1]]
+
+
 def test_requests_in_flight_on_a_dying_litellm_are_resent(host, gateway, warm_clients):
     """Requests already sent to an instance when it dies: freeze the instance
-    (SIGSTOP) so that requests pile up on it until the health check times it
-    out, then kill it. Every one of them is resent to the other instance."""
-    unit = "litellm-2"
+    (SIGSTOP) so that requests wait on it until the health check times it out,
+    then kill it. Every one of them is resent to the other instance. The
+    frozen one is the instance that answered last: under this light load
+    Traefik's leasttime balancer keeps sending to it, so the next request
+    meets it (and, once one waits there, the others go elsewhere)."""
     with Load(gateway) as load:
         wait_until_steady(host, load)
+        unit, port = last_served(host)
         offset = log_size(host)
         stopped_at = time.monotonic()
         pid = kill(host, unit, "STOP")
         try:
             # Traefik's health check (timeout 3s) takes the frozen instance out.
-            poll(lambda: servers_up(host).get("http://127.0.0.1:8091") is False,
+            poll(lambda: servers_up(host).get(f"http://127.0.0.1:{port}") is False,
                  "Traefik to take the frozen instance out of rotation", timeout=60)
             time.sleep(1)
         finally:
@@ -221,4 +235,5 @@ def test_requests_in_flight_on_a_dying_litellm_are_resent(host, gateway, warm_cl
           f"(answered by {sorted(set(resent))}), {len(failed)} failed")
     assert not failed, sorted({r[3] for r in failed})
     assert resent, "no request was caught by the frozen instance: the test proved nothing"
-    assert set(resent) == {"http://127.0.0.1:8081"}
+    other = {f"http://127.0.0.1:{p}" for _, p in LITELLM if p != port}
+    assert set(resent) == other

@@ -16,6 +16,9 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import token_spec  # noqa: E402
 
+# Traefik 3.7's load-balancing strategies.
+STRATEGIES = ("wrr", "p2c", "hrw", "leasttime")
+
 
 def check_static(cfg):
     eps = cfg.get("entryPoints")
@@ -105,9 +108,12 @@ def check_dynamic(cfg):
     ):
         yield "no catch-all router (PathPrefix(`/`)) answered by a guard deny middleware"
     for sname, svc in services.items():
-        servers = ((svc or {}).get("loadBalancer") or {}).get("servers") or []
+        balancer = (svc or {}).get("loadBalancer") or {}
+        servers = balancer.get("servers") or []
         if not servers or not all(s.get("url") for s in servers):
             yield f"service {sname} needs loadBalancer.servers with url"
+        if balancer.get("strategy", "wrr") not in STRATEGIES:
+            yield f"service {sname}: loadBalancer.strategy must be one of {', '.join(STRATEGIES)}"
 
 
 def main(argv):
