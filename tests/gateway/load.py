@@ -49,5 +49,6 @@ class ChatLoad(threading.Thread):
         return self.failed[-1][0] - self.failed[0][0] if self.failed else 0.0
 
     def summary(self):
+        errors = sorted({what for _, what in self.failed})[:3]
         return (f"{self.ok} ok, {len(self.failed)} failed (max_retries={self.max_retries}, "
-                f"failure window {self.window():.1f} s)")
+                f"failure window {self.window():.1f} s)" + (f": {'; '.join(errors)}" if errors else ""))

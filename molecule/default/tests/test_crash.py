@@ -4,8 +4,10 @@ turn (LiteLLM instance 1, LiteLLM instance 2, Ollama, Traefik). systemd
 restarts every one of them (active again, a new MainPID) and the gateway
 answers again. A LiteLLM instance dying costs no request at all: Traefik's
 health check takes it out of rotation and its retry middleware resends the
-requests it refused or died with to the other instance. Ollama and Traefik
-run once, so requests fail until they are back: those are counted and
+requests it refused or died with to the other instance. Ollama dying costs
+none either: LiteLLM retries on the one model host after 0.5, 1, 2 and 4 s
+(litellm_num_retries), longer than systemd takes to bring Ollama back.
+Traefik runs once, so requests fail until it is back: those are counted and
 reported (-s shows them), not asserted. How fast each comes back is measured
 by scripts/bench-recovery.py, not asserted here: waits are generous polls.
 
@@ -189,7 +191,7 @@ def test_every_service_comes_back_after_sigkill_and_litellm_crashes_cost_nothing
             report[unit] = {"requests": len(during), "failed": len(failed),
                             "errors": sorted({r[3] for r in failed})[:5]}
     print("\nkill -9 under load:", json.dumps(report, indent=1))
-    for name, _ in LITELLM:
+    for name in [name for name, _ in LITELLM] + ["ollama"]:
         assert report[name]["failed"] == 0, f"requests failed when {name} was killed: {report[name]}"
         assert report[name]["requests"] > 0
 

@@ -141,9 +141,10 @@ def test_traefik_upgrades_under_load_without_a_failed_request(host, gateway):
 def test_ollama_upgrades_under_load(host, gateway):
     out, sdk, raw = under_load(gateway)
     upgraded(host, out, "ollama")
-    # It restarts in place: clients with the SDK's default retries see no
-    # failure; the window a client without retries sees is printed above.
-    assert not sdk.failed, sdk.summary()
+    # It restarts in place, and LiteLLM retries on the one model host with a
+    # backoff (litellm_num_retries) that spans the restart: not one attempt
+    # fails, retries or not.
+    assert not sdk.failed and not raw.failed, (sdk.summary(), raw.failed[:5])
     # Ollama's new release started keeping every blob (OLLAMA_NOPRUNE, from a
     # drop-in that is gone again), beside a copy of the manifests it started with.
     assert not host.file("/etc/systemd/system/ollama.service.d/upgrade-noprune.conf").exists
