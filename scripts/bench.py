@@ -4,7 +4,8 @@ written to build/bench/report.md with PNG charts, and printed.
 
 Runs against the demo (`make demo` first). It lifts the demo's per-client
 rate and in-flight limits for the run, converges each LiteLLM configuration
-in turn (instances x workers), and puts everything back as the inventory
+in turn (instances x workers, and Traefik's strategy for the instances where
+one is named: "2x1:wrr"), and puts everything back as the inventory
 says at the end, also after a failure or Ctrl-C (a last site.yml run, which
 is also the no-op re-converge it times when nothing else changed).
 
@@ -44,6 +45,8 @@ from gateway.load import ChatLoad  # noqa: E402
 
 RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 PROBE = "/root/ccproxy-bench-probe.py"
+# traefik_upstream_strategy's choices (roles/traefik/meta/argument_specs.yml).
+STRATEGIES = ("leasttime", "wrr", "p2c")
 LIFTED = {"traefik_rate_limit_average": 1000000, "traefik_rate_limit_burst": 100000,
           "traefik_max_in_flight_per_client": 1000}
 
@@ -131,8 +134,16 @@ def settings_for(demo, instances):
     }
 
 
-def measure_config(demo, name, instances, workers, args):
+def config_extra(instances, workers, strategy):
+    """The extra vars of one LiteLLM configuration, with the demo's limits lifted."""
     extra = dict(LIFTED, ccproxy_litellm_instances=instances, litellm_num_workers=workers)
+    if strategy:
+        extra["traefik_upstream_strategy"] = strategy
+    return extra
+
+
+def measure_config(demo, name, instances, workers, strategy, args):
+    extra = config_extra(instances, workers, strategy)
     log(f"{name}: converging")
     demo.playbook("site.yml", extra=extra, tags="litellm,traefik")
     settings = settings_for(demo, instances)
@@ -141,7 +152,7 @@ def measure_config(demo, name, instances, workers, args):
     stream = demo.probe(settings, "latency", "--n", str(args.n_stream), "--stream")
     log(f"{name}: throughput at concurrency {args.concurrency}")
     load = demo.probe(settings, "load", "--concurrency", args.concurrency, "--seconds", str(args.seconds))
-    config = {"name": name, "instances": instances, "workers": workers,
+    config = {"name": name, "instances": instances, "workers": workers, "strategy": strategy,
               "latency": {"plain": plain, "stream": stream}, "load": load}
     c = bench_report.costs(plain)
     log(f"{name}: gateway {c['gateway_ms']:.1f} ms, edge {c['edge_ratio'] * 100:+.0f}% over LiteLLM, "
@@ -199,6 +210,19 @@ def operations(demo, extra):
     return rows
 
 
+def parse_config(spec):
+    """"2x1" or "2x1:wrr": (instances, workers, Traefik strategy or None)."""
+    size, _, strategy = spec.partition(":")
+    instances, workers = (int(x) for x in size.split("x"))
+    if strategy and strategy not in STRATEGIES:
+        raise SystemExit(f"bench: unknown strategy {strategy!r} in {spec!r} (one of {', '.join(STRATEGIES)})")
+    return instances, workers, strategy or None
+
+
+def config_name(instances, workers, strategy):
+    return f"{instances} instance(s) x {workers} worker(s)" + (f", {strategy}" if strategy else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--container", default="ccproxy-demo")
@@ -207,8 +231,10 @@ def main():
     parser.add_argument("--n-stream", type=int, default=40, help="rounds of streaming latency")
     parser.add_argument("--concurrency", default="1,2,4,8,16")
     parser.add_argument("--seconds", type=float, default=6, help="per concurrency level")
-    parser.add_argument("--configs", default="2x1,1x1,1x2",
-                        help="LiteLLM instances x workers to measure; the first is the defaults'")
+    parser.add_argument("--configs", default="2x1,2x1:leasttime,1x1,1x2",
+                        help="LiteLLM instances x workers to measure, each optionally with a Traefik "
+                             "strategy for the instances (:wrr, :p2c, :leasttime; none = the inventory's); "
+                             "the first is the defaults'")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, the defaults only, no operations")
     parser.add_argument("--no-operations", action="store_true", help="skip the kill, rotation and upgrade under load")
     parser.add_argument("--before", type=Path, metavar="RESULTS_JSON",
@@ -237,18 +263,17 @@ def main():
         "configs": [],
         "operations": [],
     }
-    configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
-    results["baseline"] = f"{configs[0][0]} instance(s) x {configs[0][1]} worker(s)"
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    results["baseline"] = config_name(*configs[0])
     try:
-        for instances, workers in configs:
-            name = f"{instances} instance(s) x {workers} worker(s)"
-            results["configs"].append(measure_config(demo, name, instances, workers, args))
-            if (instances, workers) == configs[0]:
+        for instances, workers, strategy in configs:
+            name = config_name(instances, workers, strategy)
+            results["configs"].append(measure_config(demo, name, instances, workers, strategy, args))
+            if (instances, workers, strategy) == configs[0]:
                 log("refused tokens against authenticated ones")
                 results["rejection"] = demo.probe(settings_for(demo, instances), "reject")
                 if not args.no_operations:
-                    results["operations"] += operations(demo, dict(
-                        LIFTED, ccproxy_litellm_instances=instances, litellm_num_workers=workers))
+                    results["operations"] += operations(demo, config_extra(instances, workers, strategy))
     finally:
         log("putting the inventory's settings back (site.yml)")
         demo.playbook("site.yml")

@@ -96,3 +96,18 @@ def test_before_and_after(results):
     assert "| LiteLLM over the backend, p50 ms | 22.0 | 19.0 | -14% |" in text
     assert "| req/s at c=1 | 40 | 50 | +25% |" in text
     assert "| req/s at c=16 | 83 | 83 | +0% |" in text
+
+
+def test_bench_configs_name_a_traefik_strategy_the_role_accepts():
+    """`--configs 2x1:wrr`: the strategies make bench may set are the role's choices."""
+    import yaml
+    import bench  # noqa: E402 (scripts/, on the path above)
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles/traefik/meta/argument_specs.yml").read_text())
+    choices = spec["argument_specs"]["main"]["options"]["traefik_upstream_strategy"]["choices"]
+    assert set(bench.STRATEGIES) == set(choices)
+    assert bench.parse_config("2x1") == (2, 1, None)
+    assert bench.parse_config("2x1:wrr") == (2, 1, "wrr")
+    assert bench.config_name(2, 1, "wrr") == "2 instance(s) x 1 worker(s), wrr"
+    with pytest.raises(SystemExit, match="unknown strategy"):
+        bench.parse_config("2x1:roundrobin")

@@ -211,9 +211,9 @@ def test_requests_in_flight_on_a_dying_litellm_are_resent(host, gateway, warm_cl
     """Requests already sent to an instance when it dies: freeze the instance
     (SIGSTOP) so that requests wait on it until the health check times it out,
     then kill it. Every one of them is resent to the other instance. The
-    frozen one is the instance that answered last: under this light load
-    Traefik's leasttime balancer keeps sending to it, so the next request
-    meets it (and, once one waits there, the others go elsewhere)."""
+    frozen one is the instance that answered last, so that requests meet it
+    whatever traefik_upstream_strategy says: round robin sends every other
+    one there, leasttime keeps sending there under light load."""
     with Load(gateway) as load:
         wait_until_steady(host, load)
         unit, port = last_served(host)
