@@ -45,8 +45,9 @@ from gateway.load import ChatLoad  # noqa: E402
 
 RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 PROBE = "/root/ccproxy-bench-probe.py"
-# traefik_upstream_strategy's choices (roles/traefik/meta/argument_specs.yml).
-STRATEGIES = ("leasttime", "wrr", "p2c")
+# What --configs may name after the colon: traefik_upstream_strategy's choices.
+STRATEGIES = tuple(yaml.safe_load((ROOT / "roles/traefik/meta/argument_specs.yml").read_text())
+                   ["argument_specs"]["main"]["options"]["traefik_upstream_strategy"]["choices"])
 LIFTED = {"traefik_rate_limit_average": 1000000, "traefik_rate_limit_burst": 100000,
           "traefik_max_in_flight_per_client": 1000}
 

@@ -115,8 +115,10 @@ class Target:
             self.conns[self.turn] = None
 
     def close_all(self):
-        for self.turn in range(len(self.ports)):
-            self.close()
+        for conn in self.conns:
+            if conn is not None:
+                conn.close()
+        self.conns = [None] * len(self.ports)
 
 
 def _has_token(line):
