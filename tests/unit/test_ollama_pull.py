@@ -131,7 +131,10 @@ def test_a_slow_pull_prints_size_percent_and_rate(server, tmp_path):
     for completed, total, percent, speed, eta, status in during:
         assert 0.9 * model_size(MODEL) < to_bytes(total) < 1.001 * model_size(MODEL)
         assert abs(to_bytes(completed) * 100 / to_bytes(total) - int(percent)) <= 1
-        assert 0.5 * rate < to_bytes(speed) < 1.5 * rate, f"rate {speed}/s, the double sends {rate} B/s"
+        # The double sends at most `rate`; on a loaded machine less (a third
+        # of it was seen with a Molecule run beside). The bounds still catch a
+        # wrong unit (bits, KB for MB) or a rate of the wrong bytes.
+        assert 0.2 * rate < to_bytes(speed) < 1.5 * rate, f"rate {speed}/s, the double sends at most {rate} B/s"
         assert eta.startswith(", ETA ") and status.startswith("pulling ")
     assert re.search(rf"^\[localhost\] {re.escape(MODEL)}: pulled \S+ MB in \d+s", out, re.M)
     assert f"changed: [localhost] => (item={MODEL})" in out
