@@ -147,21 +147,33 @@ class Gateway:
         tmp.write_text(text)
         os.replace(tmp, self.dynamic)
 
-    def write(self, tokens, wait=True, body_limit=10 * 1024 * 1024, **extra):
+    def write(self, tokens, wait=True, body_limit=10 * 1024 * 1024, tokens_file=None, rate_limit=None, **extra):
         """Write a config with `tokens` plus a fresh generation sentinel token;
         when `wait`, return once Traefik serves it (the sentinel is accepted).
         As in the role: auth, then the model lookup and the body limit, and a
-        catch-all router that denies."""
+        catch-all router that denies. tokens_file: the tokens go to that file
+        (tokensFile) instead of the dynamic config; rate_limit: a per-client
+        rateLimit ({average, period, burst}) right after auth."""
         self.generation += 1
         sentinel = f"generation-{self.generation}-token"
         entries = list(tokens) + [{"name": f"generation-{self.generation}", "sha256": sha(sentinel), "expires": ""}]
+        auth = self.middleware_config(entries, **extra)
+        if tokens_file:
+            write_tokens_file(tokens_file, entries)
+            del auth["tokens"]
+            auth.update(tokensFile=str(tokens_file), tokensFileRefresh="200ms")
+        chain = ["token-auth", "model-lookup", "body-limit"]
+        limits = {}
+        if rate_limit:
+            chain.insert(1, "rate-limit")
+            limits["rate-limit"] = {"rateLimit": dict(rate_limit, sourceCriterion={"requestHeaderName": CLIENT_HEADER})}
         doc = {
             "http": {
                 "routers": {
                     "api": {
                         "entryPoints": ["web"],
                         "rule": "PathPrefix(`/v1`)",
-                        "middlewares": ["token-auth", "model-lookup", "body-limit"],
+                        "middlewares": chain,
                         "service": "backend",
                     },
                     "not-found": {
@@ -173,7 +185,8 @@ class Gateway:
                     },
                 },
                 "middlewares": {
-                    "token-auth": {"plugin": {"tokenauth": self.middleware_config(entries, **extra)}},
+                    "token-auth": {"plugin": {"tokenauth": auth}},
+                    **limits,
                     "model-lookup": {"plugin": {"guard": {"models": MODELS}}},
                     "body-limit": {"plugin": {"guard": {"maxRequestBodyBytes": body_limit}}},
                     "not-found": {"plugin": {"guard": {"deny": {
@@ -197,6 +210,13 @@ class Gateway:
         own stderr (the journal under systemd), not to Traefik's log file."""
         path = self.workdir / "stderr.txt"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def write_tokens_file(path, entries):
+    """The tokens file, replaced atomically (temp file + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"tokens": entries}))
+    os.replace(tmp, path)
 
 
 def base_tokens():
@@ -424,6 +444,46 @@ def test_plugin_error_disables_the_router(gateway, restore):
     gateway.write(base_tokens(), wait=False, clientHeader="Authorization")
     wait_for(lambda: gateway.status(ALICE) == 404, 5, "the router to drop out")
     assert "clientHeader cannot be" in gateway.log_text()
+
+
+def test_tokens_file_change_keeps_the_clients_rate_limits(gateway, restore, tmp_path):
+    """A rotation's new token, added to the tokens file: Traefik's dynamic
+    config is not touched, so its middlewares are not rebuilt and a client at
+    its rate limit stays there. The same token added to an inline list is a
+    dynamic config change, which starts every bucket full (Traefik's own
+    behaviour, shown here so that the first half can fail)."""
+    tokens_file = tmp_path / "tokens.json"
+    limit = {"average": 1, "period": "1m", "burst": 3}
+    gateway.write(base_tokens(), tokens_file=tokens_file, rate_limit=limit)
+    assert [gateway.status(ALICE) for _ in range(5)] == [200, 200, 200, 429, 429]
+    before = os.stat(gateway.dynamic)
+
+    rotated = "alice-token-rotated-0123456789"
+    added = [{"name": "alice", "sha256": sha(rotated), "expires": ""}]
+    assert gateway.status(rotated) == 403
+    write_tokens_file(tokens_file, json.loads(tokens_file.read_text())["tokens"] + added)
+    wait_for(lambda: gateway.status(rotated) != 403, 5, "the added token to be read from the file")
+    # Authenticated as alice, whose bucket is still empty.
+    assert gateway.status(rotated) == 429
+    assert gateway.status(ALICE) == 429
+    after = os.stat(gateway.dynamic)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "dynamic config was touched"
+    assert "token entries active" in (gateway.workdir / "stdout.txt").read_text()
+
+    gateway.write(base_tokens() + added, rate_limit=limit)
+    assert gateway.status(rotated) == 200, "an inline token change kept the bucket: the first half proves nothing"
+
+
+def test_unreadable_tokens_file_keeps_the_tokens_in_force(gateway, restore, tmp_path):
+    tokens_file = tmp_path / "tokens.json"
+    gateway.write(base_tokens(), tokens_file=tokens_file)
+    tokens_file.write_text('{"tokens": [')
+    # The file is read again on a request after the refresh interval.
+    wait_for(lambda: gateway.status(ALICE) and "not valid JSON" in gateway.plugin_errors(), 5,
+             "the plugin to report the bad file")
+    assert gateway.status(ALICE) == 200
+    assert gateway.status() == 401
+    assert sha(ALICE) not in gateway.plugin_errors()
 
 
 def _post(gateway, body, chunked):

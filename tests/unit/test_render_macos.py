@@ -159,11 +159,15 @@ def test_newsyslog_entries(rendered, service):
 def test_rendered_traefik_configs_pass_the_validator(rendered):
     checker = ROOT / "roles/traefik/files/check_config.py"
     base = rendered / f"{PREFIX}/etc/ccproxy/traefik".lstrip("/")
-    for kind, path in (("static", base / "traefik.yml"), ("dynamic", base / "dynamic/ccproxy.yml")):
+    for kind, path in (("static", base / "traefik.yml"), ("dynamic", base / "dynamic/ccproxy.yml"),
+                       ("tokens", base / "tokens.json")):
         run = subprocess.run([sys.executable, str(checker), kind, str(path)], capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
     static = yaml.safe_load((base / "traefik.yml").read_text())
     assert static["providers"]["file"]["directory"] == f"{PREFIX}/etc/ccproxy/traefik/dynamic"
+    dynamic = yaml.safe_load((base / "dynamic/ccproxy.yml").read_text())
+    auth = dynamic["http"]["middlewares"]["token-auth"]["plugin"]["tokenauth"]
+    assert auth["tokensFile"] == f"{PREFIX}/etc/ccproxy/traefik/tokens.json"
 
 
 def test_traefik_on_macos_restarts_in_place_with_a_drain(rendered):

@@ -69,3 +69,52 @@ def test_edge_config_check_uses_the_same_definition(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "expires" in run.stderr
+
+
+def test_edge_entries_never_carry_the_token():
+    entries = token_spec.edge_entries([{"name": "a", "token": TOKEN, "expires": "2027-01-31T00:00:00Z"},
+                                       {"name": "b", "token": TOKEN + "b"}])
+    assert entries == [{"name": "a", "sha256": token_spec.hashlib.sha256(TOKEN.encode()).hexdigest(),
+                        "expires": "2027-01-31T00:00:00Z"},
+                       {"name": "b", "sha256": token_spec.hashlib.sha256((TOKEN + "b").encode()).hexdigest(),
+                        "expires": ""}]
+    assert TOKEN not in json.dumps(entries)
+    assert token_spec.tokens_file_problems({"tokens": entries}) == []
+
+
+def check_file(tmp_path, kind, text):
+    path = tmp_path / "file"
+    path.write_text(text)
+    return subprocess.run([sys.executable, str(FILES / "check_config.py"), kind, str(path)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('{"tokens": [', "Expecting"),
+    ('[]', "JSON object"),
+    ('{"tokens": [], "extra": 1}', "JSON object"),
+    ('{"tokens": []}', "non-empty"),
+    (json.dumps({"tokens": [{"name": "a", "sha256": SHA[:-1]}]}), "sha256"),
+    (json.dumps({"tokens": [{"name": "a", "sha256": SHA, "expires": CASES["invalid"][0]}]}), "expires"),
+])
+def test_a_bad_tokens_file_is_refused(tmp_path, text, fragment):
+    run = check_file(tmp_path, "tokens", text)
+    assert run.returncode == 1
+    assert fragment in run.stderr
+
+
+def test_a_good_tokens_file_passes(tmp_path):
+    run = check_file(tmp_path, "tokens", json.dumps({"tokens": [{"name": "a", "sha256": SHA, "expires": ""}]}))
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("auth, fragment", [
+    ({"tokensFile": "tokens.json"}, "absolute path"),
+    ({"tokensFile": "/etc/traefik/tokens.json", "tokens": [{"name": "a", "sha256": SHA}]}, "not both"),
+    ({"tokensFile": "/etc/traefik/tokens.json", "tokenFile": "x"}, "unknown keys"),
+])
+def test_the_routing_file_names_its_tokens_file_plainly(tmp_path, auth, fragment):
+    conf = {"http": {"routers": {}, "services": {}, "middlewares": {"auth": {"plugin": {"tokenauth": auth}}}}}
+    run = check_file(tmp_path, "dynamic", yaml.safe_dump(conf))
+    assert run.returncode == 1
+    assert fragment in run.stderr

@@ -136,11 +136,12 @@ def test_rotation_under_load(gateway, gateway2):
 
 
 def test_rotated_tokens_only_as_hashes_on_host(host, gateway):
-    dynamic = host.file("/etc/traefik/dynamic/ccproxy.yml").content_string
+    tokens = host.file("/etc/traefik/tokens.json").content_string
     token = gateway.token("demo")
-    assert token not in dynamic
+    assert token not in tokens
+    assert token not in host.file("/etc/traefik/dynamic/ccproxy.yml").content_string
     import hashlib
-    assert hashlib.sha256(token.encode()).hexdigest() in dynamic
+    assert hashlib.sha256(token.encode()).hexdigest() in tokens
     assert token not in host.file("/var/log/traefik/access.log").content_string
 
 

@@ -61,6 +61,7 @@ def test_public_port_speaks_tls(host):
         ("/etc/ccproxy/litellm/litellm.env", "root", "litellm", 0o600),
         # Read by the service itself: root's, readable by its group only.
         ("/etc/traefik/dynamic/ccproxy.yml", "root", "traefik", 0o640),
+        ("/etc/traefik/tokens.json", "root", "traefik", 0o640),
         ("/etc/traefik/tls/server.key", "root", "traefik", 0o640),
     ],
 )
@@ -100,11 +101,16 @@ def test_no_secret_in_unit_files(host):
 
 
 def test_tokens_stored_only_as_hashes(host, gateway):
+    """In the token plugin's own file, which the routing file names."""
     token = gateway.token("demo")
     dynamic = host.file("/etc/traefik/dynamic/ccproxy.yml").content_string
-    assert token not in dynamic
+    tokens = host.file("/etc/traefik/tokens.json").content_string
+    assert token not in dynamic and token not in tokens
     import hashlib
-    assert hashlib.sha256(token.encode()).hexdigest() in dynamic
+    assert hashlib.sha256(token.encode()).hexdigest() in tokens
+    import yaml
+    auth = yaml.safe_load(dynamic)["http"]["middlewares"]["token-auth"]["plugin"]["tokenauth"]
+    assert auth["tokensFile"] == "/etc/traefik/tokens.json" and "tokens" not in auth
 
 
 def test_access_log_names_client_never_token(host, gateway, http):

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Validate a Traefik static or dynamic config before it replaces the live one.
+"""Validate a Traefik static or dynamic config, or the token plugin's tokens
+file, before it replaces the live one.
 
-Usage: check_config.py static|dynamic FILE. Exits 0 when valid, else prints
-what is wrong and exits 1. Traefik keeps the last good dynamic config when a
-file fails to parse, but would silently drop routes for a file that parses and
-is wrong; this catches the mistakes that matter for ccproxy: YAML syntax,
-routers pointing at missing services or middlewares, malformed token hashes.
+Usage: check_config.py static|dynamic|tokens FILE. Exits 0 when valid, else
+prints what is wrong and exits 1. Traefik keeps the last good dynamic config
+when a file fails to parse, but would silently drop routes for a file that
+parses and is wrong; this catches the mistakes that matter for ccproxy: YAML
+syntax, routers pointing at missing services or middlewares, malformed token
+hashes, a tokens file the plugin could not use.
 """
+import json
 import os
 import sys
 
@@ -35,7 +38,7 @@ def check_static(cfg):
         yield "providers.file needs a directory or filename"
 
 
-TOKENAUTH_KEYS = {"tokens", "upstreamAuthorization", "clientHeader"}
+TOKENAUTH_KEYS = {"tokens", "tokensFile", "tokensFileRefresh", "upstreamAuthorization", "clientHeader"}
 GUARD_DENY_KEYS = {"status", "type", "message"}
 
 
@@ -44,8 +47,25 @@ def check_tokenauth(name, conf):
     unknown = set(conf) - TOKENAUTH_KEYS
     if unknown:
         yield f"middleware {name}: unknown keys {sorted(unknown)}"
-    for problem in token_spec.list_problems(conf.get("tokens"), secret_key="sha256"):
-        yield f"middleware {name}: tokens: {problem}"
+    tokens_file = conf.get("tokensFile")
+    if tokens_file is None:
+        for problem in token_spec.list_problems(conf.get("tokens"), secret_key="sha256"):
+            yield f"middleware {name}: tokens: {problem}"
+        return
+    if "tokens" in conf:
+        yield f"middleware {name}: set tokens or tokensFile, not both"
+    if not isinstance(tokens_file, str) or not os.path.isabs(tokens_file):
+        yield f"middleware {name}: tokensFile must be an absolute path"
+
+
+def check_tokens(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        yield f"{path}: {exc}"
+        return
+    yield from token_spec.tokens_file_problems(doc)
 
 
 GUARD_MODES = ("deny", "maxRequestBodyBytes", "models")
@@ -117,9 +137,14 @@ def check_dynamic(cfg):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] not in ("static", "dynamic"):
-        print(f"usage: {argv[0]} static|dynamic FILE", file=sys.stderr)
+    if len(argv) != 3 or argv[1] not in ("static", "dynamic", "tokens"):
+        print(f"usage: {argv[0]} static|dynamic|tokens FILE", file=sys.stderr)
         return 2
+    if argv[1] == "tokens":
+        found = list(check_tokens(argv[2]))
+        for problem in found:
+            print(f"{argv[2]}: {problem}", file=sys.stderr)
+        return 1 if found else 0
     try:
         with open(argv[2], encoding="utf-8") as fh:
             cfg = yaml.safe_load(fh)

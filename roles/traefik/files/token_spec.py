@@ -10,6 +10,7 @@ expires is empty (never) or an RFC 3339 date-time with a zone: 2027-01-31T00:00:
 2027-01-31T02:00:00+02:00, optional fractional seconds, and a space for the T
 (how a YAML timestamp prints).
 """
+import hashlib
 import re
 from datetime import datetime
 
@@ -67,3 +68,17 @@ def list_problems(entries, secret_key="token"):
     if len(set(map(str, secrets))) != len(secrets):
         out.append(f"two entries share a {secret_key}")
     return out
+
+
+def edge_entries(entries):
+    """The edge's entries for vault entries: {name, sha256, expires}, the
+    token itself never."""
+    return [{"name": e["name"], "sha256": hashlib.sha256(e["token"].encode()).hexdigest(),
+             "expires": str(e.get("expires") or "")} for e in entries]
+
+
+def tokens_file_problems(doc):
+    """What is wrong with the edge's tokens file ({"tokens": [...]})."""
+    if not isinstance(doc, dict) or set(doc) != {"tokens"}:
+        return ['the tokens file must be a JSON object {"tokens": [...]}']
+    return list_problems(doc["tokens"], secret_key="sha256")

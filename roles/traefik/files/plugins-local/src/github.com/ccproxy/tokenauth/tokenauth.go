@@ -17,6 +17,15 @@
 //	401 {"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}
 //	403 {"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}
 //
+// The tokens come either inline (tokens) or from a JSON file of their own
+// (tokensFile: {"tokens": [...]}), which the middleware reads again when it
+// has changed, at most once a second (tokensFileRefresh). With the file, a
+// token rotation does not change Traefik's dynamic configuration, so Traefik
+// does not rebuild its middlewares and the rate-limit buckets and in-flight
+// counts of every client are kept. A file that cannot be read or parsed
+// leaves the tokens last read in force (none when it never could be: fail
+// closed), and the reason goes to stderr.
+//
 // The request-body limit is the guard plugin's, placed after the rate and
 // in-flight limits so that no body is read before they have run.
 package tokenauth
@@ -26,11 +35,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -65,6 +77,20 @@ type Config struct {
 	// ClientHeader is set to the authenticated token's name (any value sent
 	// by the client is removed first).
 	ClientHeader string `json:"clientHeader,omitempty"`
+	// TokensFile is the absolute path of a JSON file {"tokens": [Token...]},
+	// instead of Tokens.
+	TokensFile string `json:"tokensFile,omitempty"`
+	// TokensFileRefresh is the least time between two reads of TokensFile
+	// (a Go duration); empty means DefaultTokensFileRefresh.
+	TokensFileRefresh string `json:"tokensFileRefresh,omitempty"`
+}
+
+// DefaultTokensFileRefresh is how often, at most, the tokens file is read.
+const DefaultTokensFileRefresh = time.Second
+
+// tokensFileDoc is the tokens file's content.
+type tokensFileDoc struct {
+	Tokens []Token `json:"tokens"`
 }
 
 // CreateConfig returns the default configuration.
@@ -85,9 +111,19 @@ type entry struct {
 type TokenAuth struct {
 	next         http.Handler
 	name         string
-	entries      []entry
 	upstream     string
 	clientHeader string
+
+	// The tokens file, when there is one: what was last read from it, when it
+	// was last looked at, and the last problem reported (each reported once).
+	file     string
+	refresh  time.Duration
+	mu       sync.Mutex
+	entries  []entry
+	read     string
+	readOnce bool
+	checked  time.Time
+	problem  string
 }
 
 // New builds the middleware; Traefik calls it again with the new configuration
@@ -120,19 +156,93 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		return nil, errors.New("tokenauth: upstreamAuthorization contains control characters")
 	}
 
-	entries, problems := parseTokens(config.Tokens)
-	for _, p := range problems {
-		fmt.Fprintf(os.Stderr, "tokenauth: middleware %s: %s; entry ignored\n", name, p)
-	}
-	fmt.Fprintf(os.Stdout, "tokenauth: middleware %s: %d token entries active, %d ignored\n", name, len(entries), len(problems))
-
-	return &TokenAuth{
+	a := &TokenAuth{
 		next:         next,
 		name:         name,
-		entries:      entries,
 		upstream:     config.UpstreamAuthorization,
 		clientHeader: clientHeader,
-	}, nil
+	}
+	file := strings.TrimSpace(config.TokensFile)
+	if file == "" {
+		a.entries = a.activate(config.Tokens, "")
+		return a, nil
+	}
+	if len(config.Tokens) > 0 {
+		return nil, errors.New("tokenauth: set tokens or tokensFile, not both")
+	}
+	if !filepath.IsAbs(file) {
+		return nil, fmt.Errorf("tokenauth: tokensFile %q is not an absolute path", file)
+	}
+	a.file = file
+	a.refresh = DefaultTokensFileRefresh
+	if r := strings.TrimSpace(config.TokensFileRefresh); r != "" {
+		d, err := time.ParseDuration(r)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("tokenauth: tokensFileRefresh %q is not a positive duration", r)
+		}
+		a.refresh = d
+	}
+	a.load(time.Now())
+	return a, nil
+}
+
+// activate parses token entries, reports the ones left out, and returns the
+// valid ones. source names where they came from ("" for inline).
+func (a *TokenAuth) activate(tokens []Token, source string) []entry {
+	entries, problems := parseTokens(tokens)
+	for _, p := range problems {
+		fmt.Fprintf(os.Stderr, "tokenauth: middleware %s: %s%s; entry ignored\n", a.name, source, p)
+	}
+	fmt.Fprintf(os.Stdout, "tokenauth: middleware %s: %s%d token entries active, %d ignored\n",
+		a.name, source, len(entries), len(problems))
+	return entries
+}
+
+// load reads the tokens file if it changed since the last read; called with
+// a.mu held, or before the middleware serves. A file that cannot be read or
+// parsed keeps the entries in force.
+func (a *TokenAuth) load(now time.Time) {
+	a.checked = now
+	data, err := os.ReadFile(a.file)
+	if err != nil {
+		a.report(fmt.Sprintf("cannot read tokens file: %v", err))
+		return
+	}
+	if a.readOnce && string(data) == a.read {
+		a.problem = "" // readable again: a later problem is reported anew
+		return
+	}
+	var doc tokensFileDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		a.report(fmt.Sprintf("tokens file %s is not valid JSON {\"tokens\": [...]}: %v", a.file, err))
+		return
+	}
+	a.entries = a.activate(doc.Tokens, a.file+": ")
+	a.read, a.readOnce, a.problem = string(data), true, ""
+}
+
+// report writes a problem with the tokens file once, and says what stays in force.
+func (a *TokenAuth) report(problem string) {
+	if problem == a.problem {
+		return
+	}
+	a.problem = problem
+	fmt.Fprintf(os.Stderr, "tokenauth: middleware %s: %s; the %d token entries last read stay in force\n",
+		a.name, problem, len(a.entries))
+}
+
+// current returns the entries in force at now, reading the tokens file again
+// when the refresh interval has passed.
+func (a *TokenAuth) current(now time.Time) []entry {
+	if a.file == "" {
+		return a.entries
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.checked) >= a.refresh {
+		a.load(now)
+	}
+	return a.entries
 }
 
 // parseTokens returns the valid entries and one message per invalid one.
@@ -210,7 +320,8 @@ func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	name, ok := a.match(token, time.Now())
+	now := time.Now()
+	name, ok := match(a.current(now), token, now)
 	if !ok {
 		writeError(rw, http.StatusForbidden, bodyInvalid)
 		return
@@ -229,14 +340,14 @@ func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 
 // match compares the token's hash with every entry (no early exit) and
 // returns the name of the first matching entry that has not expired at now.
-func (a *TokenAuth) match(token string, now time.Time) (string, bool) {
+func match(entries []entry, token string, now time.Time) (string, bool) {
 	sum := sha256.Sum256([]byte(token))
 	presented := sum[:]
 
 	found := false
 	name := ""
-	for i := range a.entries {
-		e := &a.entries[i]
+	for i := range entries {
+		e := &entries[i]
 		same := subtle.ConstantTimeCompare(presented, e.hash) == 1
 		live := e.expires.IsZero() || now.Before(e.expires)
 		if same && live && !found {

@@ -209,10 +209,10 @@ func TestExpiryCheckedAtRequestTime(t *testing.T) {
 	cfg.Tokens = []Token{{Name: "soon", SHA256: hashOf("soon-token"), Expires: time.Now().Add(time.Minute).Format(time.RFC3339)}}
 	h, _ := newAuth(t, cfg)
 	a := h.(*TokenAuth)
-	if _, ok := a.match("soon-token", time.Now()); !ok {
+	if _, ok := match(a.current(time.Now()), "soon-token", time.Now()); !ok {
 		t.Fatal("not valid before expiry")
 	}
-	if _, ok := a.match("soon-token", time.Now().Add(2*time.Minute)); ok {
+	if _, ok := match(a.current(time.Now()), "soon-token", time.Now().Add(2*time.Minute)); ok {
 		t.Fatal("still valid after expiry")
 	}
 }
@@ -352,6 +352,120 @@ func TestExpiresAgreesWithTokenSpec(t *testing.T) {
 	for _, s := range cases.Invalid {
 		if _, err := parseExpires(s); err == nil {
 			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+// writeTokensFile replaces path atomically, as Ansible's template module does.
+func writeTokensFile(t *testing.T, path string, tokens []Token) {
+	t.Helper()
+	data, err := json.Marshal(tokensFileDoc{Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, path, string(data))
+}
+
+func writeRaw(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileConfig(t *testing.T, tokens []Token) (*Config, string) {
+	t.Helper()
+	path := t.TempDir() + "/tokens.json"
+	writeTokensFile(t, path, tokens)
+	cfg := CreateConfig()
+	cfg.UpstreamAuthorization = "Bearer upstream-key"
+	cfg.TokensFile = path
+	return cfg, path
+}
+
+func accepted(a *TokenAuth, token string, now time.Time) bool {
+	_, ok := match(a.current(now), token, now)
+	return ok
+}
+
+func TestTokensFileIsReadAgainOnlyAfterTheRefresh(t *testing.T) {
+	cfg, path := fileConfig(t, []Token{{Name: "alice", SHA256: hashOf("alice-token")}})
+	h, next := newAuth(t, cfg)
+	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token"}); rec.Code != http.StatusOK {
+		t.Fatalf("token from the file: status %d", rec.Code)
+	}
+	if next.header.Get("X-Ccproxy-Client") != "alice" {
+		t.Fatalf("client = %q", next.header.Get("X-Ccproxy-Client"))
+	}
+	a := h.(*TokenAuth)
+	start := a.checked
+	writeTokensFile(t, path, []Token{{Name: "carol", SHA256: hashOf("carol-token")}})
+	if accepted(a, "carol-token", start.Add(DefaultTokensFileRefresh/2)) {
+		t.Fatal("file read again before the refresh interval")
+	}
+	later := start.Add(DefaultTokensFileRefresh)
+	if !accepted(a, "carol-token", later) {
+		t.Fatal("added token not accepted after the refresh interval")
+	}
+	if accepted(a, "alice-token", later) {
+		t.Fatal("token removed from the file still accepted")
+	}
+}
+
+func TestBadTokensFileKeepsTheTokensInForce(t *testing.T) {
+	cfg, path := fileConfig(t, []Token{{Name: "alice", SHA256: hashOf("alice-token")}})
+	h, _ := newAuth(t, cfg)
+	a := h.(*TokenAuth)
+	now := a.checked
+	for i, text := range []string{`{"tokens": [`, `[]`} {
+		writeRaw(t, path, text)
+		now = now.Add(time.Hour)
+		if !accepted(a, "alice-token", now) {
+			t.Fatalf("case %d: a bad file replaced the tokens in force", i)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if !accepted(a, "alice-token", now.Add(time.Hour)) {
+		t.Fatal("a removed file replaced the tokens in force")
+	}
+	if a.problem == "" || strings.Contains(a.problem, hashOf("alice-token")) {
+		t.Fatalf("problem %q", a.problem)
+	}
+}
+
+func TestMissingTokensFileFailsClosedUntilItAppears(t *testing.T) {
+	path := t.TempDir() + "/tokens.json"
+	cfg := CreateConfig()
+	cfg.TokensFile = path
+	h, next := newAuth(t, cfg)
+	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token"}); rec.Code != http.StatusForbidden || next.called {
+		t.Fatalf("no file: status %d, reached next %v", rec.Code, next.called)
+	}
+	writeTokensFile(t, path, []Token{{Name: "alice", SHA256: hashOf("alice-token")}})
+	a := h.(*TokenAuth)
+	if !accepted(a, "alice-token", a.checked.Add(DefaultTokensFileRefresh)) {
+		t.Fatal("token not accepted once the file appeared")
+	}
+}
+
+func TestTokensFileSettingsAreChecked(t *testing.T) {
+	cases := map[string]func(*Config){
+		"both":     func(c *Config) { c.Tokens = []Token{{Name: "alice", SHA256: hashOf("alice-token")}} },
+		"relative": func(c *Config) { c.TokensFile = "tokens.json" },
+		"refresh":  func(c *Config) { c.TokensFileRefresh = "soon" },
+		"negative": func(c *Config) { c.TokensFileRefresh = "-1s" },
+	}
+	for name, change := range cases {
+		cfg, _ := fileConfig(t, []Token{{Name: "alice", SHA256: hashOf("alice-token")}})
+		change(cfg)
+		if _, err := New(context.Background(), &seen{}, cfg, "test"); err == nil {
+			t.Errorf("%s: New accepted it", name)
 		}
 	}
 }
