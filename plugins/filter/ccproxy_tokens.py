@@ -6,7 +6,6 @@ defined once, in roles/traefik/files/token_spec.py). Several entries may share
 a name; during a rotation the old one carries an expiry and the newest entry
 of a name is the one its client should use.
 """
-import hashlib
 import secrets
 import sys
 from datetime import datetime, timezone
@@ -39,7 +38,7 @@ def token_hash(token):
     """What the edge stores and compares: lowercase hex SHA-256 of the token."""
     if not isinstance(token, str) or not token:
         raise AnsibleFilterError("ccproxy_token_hash needs a non-empty string")
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return token_spec.token_hash(token)
 
 
 def _parse_expires(value):

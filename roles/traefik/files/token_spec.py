@@ -70,11 +70,16 @@ def list_problems(entries, secret_key="token"):
     return out
 
 
+def token_hash(token):
+    """What the edge stores and compares: lowercase hex SHA-256 of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 def edge_entries(entries):
     """The edge's entries for vault entries: {name, sha256, expires}, the
     token itself never."""
-    return [{"name": e["name"], "sha256": hashlib.sha256(e["token"].encode()).hexdigest(),
-             "expires": str(e.get("expires") or "")} for e in entries]
+    return [{"name": e["name"], "sha256": token_hash(e["token"]), "expires": str(e.get("expires") or "")}
+            for e in entries]
 
 
 def tokens_file_problems(doc):
