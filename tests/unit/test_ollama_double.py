@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import types
 import urllib.error
@@ -598,3 +599,361 @@ def test_release_archive_is_reproducible_and_checksums_accumulate(tmp_path):
 def test_stamp_version_refuses_a_source_without_the_marker():
     with pytest.raises(ValueError):
         package.stamp_version("print('no version here')\n", "1.0.0")
+
+
+# --------------------------------------------------------------------------- tools, thinking, record
+
+QWEN3 = "qwen3:8b"
+GPTOSS = "gpt-oss:20b"
+GEMMA = "gemma3:4b"
+OLD, NEW = "0.12.6", "0.20.7"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "weather of a city",
+    "parameters": {"type": "object", "required": ["city"],
+                   "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                                  "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}}
+READ = {"type": "function", "function": {
+    "name": "read_file", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}
+TOOLS = [WEATHER, READ]
+AGENT_PROMPT = ("Please do a few things for me.\n"
+                'CCPROXY-TOOL get_weather {"city": "Paris", "days": 2}\n'
+                "  CCPROXY-TOOL not_offered {\"x\": 1}\n"
+                'CCPROXY-TOOL read_file {"path": "/etc/hostname"}\n'
+                + "filler text " * 200)
+
+
+def post(d, path, body):
+    """(status, [JSON objects]): one per line of a stream, or the single reply."""
+    status, _, data = d.raw("POST", path, body=body)
+    return status, [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def reply(d, body, stream):
+    """(status, message or error dict, all lines) of /api/chat, streamed or not, merged."""
+    status, lines = post(d, "/api/chat", dict(body, stream=stream))
+    if status != 200 or "error" in lines[-1]:
+        return status, lines[-1], lines
+    if not stream:
+        assert len(lines) == 1
+        return status, lines[0]["message"], lines
+    msg = {"role": "assistant", "content": "".join(x["message"]["content"] for x in lines)}
+    thinking = "".join(x["message"].get("thinking", "") for x in lines)
+    calls = [c for x in lines for c in x["message"].get("tool_calls", [])]
+    if thinking:
+        msg["thinking"] = thinking
+    if calls:
+        msg["tool_calls"] = calls
+    return status, msg, lines
+
+
+def read_record(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module", params=[OLD, NEW])
+def speaking(request, tmp_path_factory):
+    """A double speaking 0.12.6 or 0.20.7, recording to d.record."""
+    base = tmp_path_factory.mktemp("speaks")
+    record = base / "record.jsonl"
+    d = Double(base / "models", OLLAMA_TEST_DOUBLE_SPEAKS=request.param,
+               OLLAMA_TEST_DOUBLE_RECORD=str(record))
+    d.speaks, d.record = request.param, record
+    for m in (MODEL, QWEN3, GPTOSS, GEMMA, "all-minilm"):
+        d.client.pull(m)
+    yield d
+    code, err = d.stop()
+    assert code == 0, err
+    assert f"speaking the Ollama API of version {request.param}" in err
+
+
+def test_protocol_version_switch(monkeypatch):
+    assert double.version_tuple("0.12.6") == (0, 12, 6)
+    assert double.version_tuple("v0.20.7-rc1") == (0, 20, 7)
+    assert double.version_tuple("testdouble") is None
+    monkeypatch.setattr(double, "VERSION", "0.0.0-testdouble")
+    assert double.protocol_version({}) == (0, 12, 6)  # unstamped speaks the Linux pin
+    monkeypatch.setattr(double, "VERSION", "0.12.10")  # as package.py stamps it
+    assert double.protocol_version({}) == (0, 12, 10)
+    assert double.protocol_version({"OLLAMA_TEST_DOUBLE_SPEAKS": "0.12.6"}) == (0, 12, 6)
+    with pytest.raises(ValueError, match="OLLAMA_TEST_DOUBLE_SPEAKS"):
+        double.protocol_version({"OLLAMA_TEST_DOUBLE_SPEAKS": "latest"})
+
+
+def test_bad_speaks_or_record_fails_at_startup(tmp_path):
+    for env in ({"OLLAMA_TEST_DOUBLE_SPEAKS": "new"},
+                {"OLLAMA_TEST_DOUBLE_RECORD": str(tmp_path / "missing-dir" / "r.jsonl")}):
+        full = {**{k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")},
+                "OLLAMA_HOST": f"127.0.0.1:{free_port()}", "OLLAMA_MODELS": str(tmp_path), **env}
+        out = subprocess.run([PYTHON, "-B", str(SCRIPT), "serve"], env=full, capture_output=True,
+                             text=True, timeout=10)
+        assert out.returncode == 1 and f"Error: {next(iter(env))}" in out.stderr
+
+
+@pytest.mark.parametrize("name, caps", [
+    ("qwen2.5-coder:7b-instruct", ["completion", "tools", "insert"]),
+    ("qwen3:8b", ["completion", "tools", "thinking"]),
+    ("qwen3:30b-a3b-instruct-2507-q4_K_M", ["completion", "tools"]),
+    ("qwen3-coder:30b", ["completion", "tools", "insert"]),
+    ("deepseek-r1:7b", ["completion", "thinking"]),
+    ("gpt-oss:20b", ["completion", "tools", "thinking"]),
+    ("qwq:32b", ["completion", "tools"]),
+    ("gemma3:4b", ["completion"]),
+    ("all-minilm", ["embedding"]),
+])
+def test_capabilities(name, caps):
+    assert double.synth_model(double.Name(name))["capabilities"] == caps
+
+
+def test_show_reports_thinking(speaking):
+    assert "thinking" in speaking.client.show(QWEN3).capabilities
+    assert speaking.client.show(MODEL).capabilities == ["completion", "tools", "insert"]
+
+
+def test_tool_directive_parsing():
+    text = ("x\r\nCCPROXY-TOOL a {\"k\": [1, 2]}\r\n  CCPROXY-TOOL b  \n"
+            "say CCPROXY-TOOL c {}\nCCPROXY-TOOL d [1]\nCCPROXY-TOOL e {broken\nCCPROXY-TOOL f {}")
+    assert double.tool_directives(text) == [("a", {"k": [1, 2]}), ("b", None), ("f", {})]
+    assert double.wants_failure("a\n CCPROXY-FAIL-MIDSTREAM \nb")
+    assert not double.wants_failure("please CCPROXY-FAIL-MIDSTREAM now")
+
+
+def _check_call(d, msg, name, args):
+    assert msg["content"] == "" and len(msg["tool_calls"]) == 1
+    call = msg["tool_calls"][0]
+    assert call["function"] == {"index": 0, "name": name, "arguments": args}
+    if d.speaks == OLD:
+        assert set(call) == {"function"}  # 0.12.6's api.ToolCall has no ID
+    else:
+        assert set(call) == {"id", "function"} and re.fullmatch(r"call_[a-z0-9]{8}", call["id"])
+    return call
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_agent_loop_with_tool_results(speaking, stream):
+    d = speaking
+    messages = [{"role": "system", "content": "you are an agent"},
+                {"role": "user", "content": "earlier\nCCPROXY-TOOL get_weather {\"city\": \"Rome\"}"},
+                {"role": "assistant", "content": "old answer"},
+                {"role": "user", "content": AGENT_PROMPT}]
+    body = {"model": MODEL, "messages": messages, "tools": TOOLS}
+    status, msg, lines = reply(d, body, stream)
+    assert status == 200 and lines[-1]["done"] and lines[-1]["done_reason"] == "stop"
+    first = _check_call(d, msg, "get_weather", {"city": "Paris", "days": 2})
+    if stream:  # the call in one done:false line, then an empty done:true line with counts
+        assert [x["done"] for x in lines[-2:]] == [False, True]
+        assert "tool_calls" in lines[-2]["message"] and "tool_calls" not in lines[-1]["message"]
+        assert lines[-1]["message"]["content"] == "" and lines[-1]["eval_count"] > 0
+
+    def result(call, content):
+        out = {"role": "tool", "content": content}
+        if d.speaks == OLD:
+            out["tool_name"] = call["function"]["name"]
+        else:
+            out["tool_call_id"] = call["id"]  # no tool_name: the id must be enough
+        return out
+
+    messages += [{"role": "assistant", "content": "", "tool_calls": [first]},
+                 result(first, "sunny, 24C")]
+    status, msg, lines = reply(d, body, stream)
+    second = _check_call(d, msg, "read_file", {"path": "/etc/hostname"})  # not_offered skipped
+
+    long = "host-" + "x" * 300
+    messages += [{"role": "assistant", "content": "", "tool_calls": [second]}, result(second, long)]
+    status, msg, lines = reply(d, body, stream)
+    assert status == 200 and "tool_calls" not in msg and lines[-1]["done_reason"] == "stop"
+    assert msg["content"] == (f"[ollama-test-double {MODEL}] done after 2 tool calls; "
+                              f"last tool result (read_file): {long[:200]}")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_result_identified_as_the_version_can(speaking, stream):
+    call = {"id": "call_abcd1234", "function": {"index": 0, "name": "read_file", "arguments": {}}}
+    base = [{"role": "user", "content": "CCPROXY-TOOL read_file"},
+            {"role": "assistant", "content": "", "tool_calls": [call]}]
+
+    def last_result(tool_msg):
+        body = {"model": MODEL, "messages": base + [tool_msg], "tools": TOOLS}
+        status, msg, _ = reply(speaking, body, stream)
+        assert status == 200
+        return msg["content"].split("last tool result ")[1]
+
+    by_id = last_result({"role": "tool", "content": "42", "tool_call_id": "call_abcd1234"})
+    assert by_id == ("(anonymous): 42" if speaking.speaks == OLD else "(read_file): 42")
+    by_name = last_result({"role": "tool", "content": "42", "tool_name": "get_weather"})
+    assert by_name == "(get_weather): 42"
+    unmatched = last_result({"role": "tool", "content": "42", "tool_call_id": "call_zzzz0000",
+                             "tool_name": "get_weather"})
+    assert unmatched == "(get_weather): 42"
+
+
+def test_tool_call_arguments_from_schema_and_without_tools(speaking):
+    messages = [{"role": "user", "content": "CCPROXY-TOOL get_weather"}]
+    _, msg, _ = reply(speaking, {"model": MODEL, "messages": messages, "tools": TOOLS}, False)
+    _check_call(speaking, msg, "get_weather",
+                {"city": "ollama-test-double", "days": 0, "unit": "celsius"})
+    # no tools offered: directives are just text
+    _, msg, _ = reply(speaking, {"model": MODEL, "messages": messages}, False)
+    assert msg["content"] == expected_reply(MODEL, "CCPROXY-TOOL get_weather")
+    # only unoffered directives: never called
+    messages = [{"role": "user", "content": "CCPROXY-TOOL rm_rf {}"}]
+    _, msg, _ = reply(speaking, {"model": MODEL, "messages": messages, "tools": TOOLS}, True)
+    assert "tool_calls" not in msg
+    assert msg["content"] == f"[ollama-test-double {MODEL}] done after 0 tool calls; no tool result"
+
+
+def test_tool_calls_through_the_official_client(speaking):
+    r = speaking.client.chat(model=MODEL, tools=TOOLS, messages=[
+        {"role": "user", "content": 'CCPROXY-TOOL read_file {"path": "a"}'}])
+    assert r.message.tool_calls[0].function.name == "read_file"
+    assert r.message.tool_calls[0].function.arguments == {"path": "a"}
+    assert r.done_reason == "stop" and r.message.content == ""
+
+
+def test_tool_calls_on_the_done_line(tmp_path):
+    d = Double(tmp_path, OLLAMA_TEST_DOUBLE_TOOL_CALLS_ON_DONE="1", OLLAMA_TEST_DOUBLE_SPEAKS=NEW)
+    try:
+        d.client.pull(MODEL)
+        body = {"model": MODEL, "tools": TOOLS, "messages": [
+            {"role": "user", "content": "CCPROXY-TOOL read_file {}"}]}
+        status, lines = post(d, "/api/chat", body)
+        assert status == 200 and len(lines) == 1 and lines[0]["done"] is True
+        assert lines[0]["message"]["tool_calls"][0]["function"]["name"] == "read_file"
+        assert lines[0]["message"]["tool_calls"][0]["id"].startswith("call_")
+        _, lines = post(d, "/api/chat", dict(body, stream=False))
+        assert lines[0]["message"]["tool_calls"][0]["function"]["name"] == "read_file"
+    finally:
+        assert d.stop()[0] == 0
+
+
+def test_tools_need_the_capability_and_object_arguments(speaking):
+    body = {"model": GEMMA, "tools": TOOLS, "messages": [{"role": "user", "content": "hi"}]}
+    status, lines = post(speaking, "/api/chat", body)
+    assert (status, lines) == (400, [{"error": "registry.ollama.ai/library/gemma3:4b does not support tools"}])
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": "", "tool_calls": [
+                   {"function": {"name": "read_file", "arguments": '{"path": "a"}'}}]},
+               {"role": "tool", "content": "x", "tool_name": "read_file"}]
+    status, lines = post(speaking, "/api/chat", {"model": MODEL, "tools": TOOLS, "messages": history})
+    assert status == 400 and lines[0]["error"].startswith("json: cannot unmarshal string into Go struct field")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_models_think_by_default(speaking, stream):
+    said = "why is the sky blue?"
+    for think in (None, True):
+        body = {"model": QWEN3, "messages": [{"role": "user", "content": said}]}
+        if think is not None:
+            body["think"] = think
+        status, msg, lines = reply(speaking, body, stream)
+        assert status == 200
+        assert msg["thinking"] == f"[ollama-test-double thinking] Considering: {said}"
+        assert msg["content"] == expected_reply(QWEN3, said)
+        if stream:  # thinking pieces come first, each with an empty content
+            first_content = next(i for i, x in enumerate(lines) if x["message"]["content"])
+            assert all(x["message"].get("thinking") for x in lines[:first_content])
+            assert not any(x["message"].get("thinking") for x in lines[first_content:])
+            assert lines[-1]["eval_count"] == len(lines) - 1
+    status, msg, _ = reply(speaking, dict(body, think=False), stream)
+    assert status == 200 and "thinking" not in msg and msg["content"] == expected_reply(QWEN3, said)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_think_on_a_model_that_cannot(speaking, stream):
+    for model in (MODEL, "Qwen2.5-Coder:7b-instruct"):  # named as the request names it
+        for think in (True, "high"):
+            status, lines = post(speaking, "/api/chat", {
+                "model": model, "think": think, "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]})
+            assert (status, lines) == (400, [{"error": f'"{model}" does not support thinking'}])
+    status, msg, _ = reply(speaking, {"model": MODEL, "think": False,
+                                      "messages": [{"role": "user", "content": "hi"}]}, stream)
+    assert status == 200 and "thinking" not in msg
+    status, lines = post(speaking, "/api/chat", {"model": MODEL, "think": "max",
+                                                 "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 400 and lines[0]["error"].startswith('invalid think value: "max"')
+
+
+def test_think_levels(speaking):
+    msgs = [{"role": "user", "content": "hi"}]
+    status, msg, _ = reply(speaking, {"model": GPTOSS, "think": "low", "messages": msgs}, True)
+    assert status == 200 and msg["thinking"].startswith("[ollama-test-double thinking] (think=low)")
+    status, msg, _ = reply(speaking, {"model": GPTOSS, "think": False, "messages": msgs}, False)
+    assert status == 200 and msg["thinking"]  # gpt-oss cannot switch its trace off
+    status, msg, lines = reply(speaking, {"model": QWEN3, "think": "high", "messages": msgs}, False)
+    if speaking.speaks == OLD:
+        assert (status, msg) == (400, {"error": 'think value "high" is not supported for this model'})
+    else:
+        assert status == 200 and "(think=high)" in msg["thinking"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_generate_thinking(speaking, stream):
+    status, lines = post(speaking, "/api/generate", {"model": QWEN3, "prompt": "hi", "stream": stream})
+    assert status == 200
+    assert "".join(x.get("thinking", "") for x in lines) == "[ollama-test-double thinking] Considering: hi"
+    assert "".join(x["response"] for x in lines) == expected_reply(QWEN3, "hi")
+    status, lines = post(speaking, "/api/generate", {"model": QWEN3, "prompt": "hi", "think": False,
+                                                     "stream": stream})
+    assert status == 200 and not any("thinking" in x for x in lines)
+    status, lines = post(speaking, "/api/generate", {"model": MODEL, "prompt": "hi", "think": True})
+    assert (status, lines) == (400, [{"error": f'"{MODEL}" does not support thinking'}])
+    r = speaking.client.generate(model=QWEN3, prompt="hi")
+    assert r.thinking and r.response == expected_reply(QWEN3, "hi")
+
+
+@pytest.mark.parametrize("model", [MODEL, QWEN3])
+def test_mid_stream_failure(speaking, model):
+    body = {"model": model, "tools": TOOLS, "messages": [
+        {"role": "user", "content": "long answer please\nCCPROXY-FAIL-MIDSTREAM\nCCPROXY-TOOL read_file"}]}
+    status, lines = post(speaking, "/api/chat", body)
+    assert status == 200 and len(lines) == 4
+    assert all(x["done"] is False for x in lines[:3])
+    assert lines[3] == {"error": "an error was encountered while running the model: unexpected EOF"}
+    status, lines = post(speaking, "/api/chat", dict(body, stream=False))
+    assert (status, lines) == (500, [{"error": lines[0]["error"]}]) and "unexpected EOF" in lines[0]["error"]
+    with pytest.raises(ollama.ResponseError, match="unexpected EOF"):
+        list(speaking.client.chat(model=model, messages=body["messages"], stream=True))
+    status, lines = post(speaking, "/api/generate", {"model": model, "prompt": "CCPROXY-FAIL-MIDSTREAM"})
+    assert status == 200 and "error" in lines[-1] and len(lines) == 4
+
+
+def test_request_record(speaking):
+    path = speaking.record
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    before = len(read_record(path))
+    tool_msg = {"role": "tool", "content": "ok", "tool_name": "read_file"}
+    chat = {"model": MODEL, "stream": False, "options": {"num_ctx": 8192, "temperature": 0.25},
+            "messages": [{"role": "user", "content": "hi"}, tool_msg]}
+    speaking.raw("POST", "/api/chat", body=chat)
+    speaking.raw("POST", "/api/generate", body={"model": QWEN3, "prompt": "x", "think": False})
+    speaking.raw("POST", "/api/embed", body={"model": "all-minilm", "input": "x"})
+    speaking.raw("POST", "/api/show", body={"model": "nope:1b"})
+    speaking.raw("POST", "/api/chat", body={"model": MODEL, "think": True,
+                                            "messages": [{"role": "user", "content": "x"}]})
+    speaking.raw("GET", "/api/tags")  # not recorded
+    speaking.raw("POST", "/api/chat", data=b"{not json")
+    got = read_record(path)[before:]
+    assert [(g["path"], g["status"]) for g in got] == [
+        ("/api/chat", 200), ("/api/generate", 200), ("/api/embed", 200), ("/api/show", 404),
+        ("/api/chat", 400), ("/api/chat", 400)]
+    assert got[0]["body"] == chat and "think" not in got[0]["body"]
+    assert got[0]["body"]["messages"][1] == tool_msg
+    assert got[1]["body"]["think"] is False and got[5]["body"] == "{not json"
+    assert all(isinstance(g["time"], float) and abs(g["time"] - time.time()) < 60 for g in got)
+    assert [g["time"] for g in got] == sorted(g["time"] for g in got)
+
+
+def test_request_record_is_thread_safe_and_streams_are_recorded(speaking):
+    path = speaking.record
+    before = len(read_record(path))
+    bodies = [{"model": MODEL, "messages": [{"role": "user", "content": f"n{i} " + "y" * 5000}]}
+              for i in range(16)]
+    threads = [threading.Thread(target=speaking.raw, args=("POST", "/api/chat", b)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = read_record(path)[before:]  # every line whole JSON, none lost
+    assert sorted(g["body"]["messages"][0]["content"] for g in got) == sorted(
+        b["messages"][0]["content"] for b in bodies)
+    assert {(g["path"], g["status"]) for g in got} == {("/api/chat", 200)}
