@@ -4,8 +4,12 @@
 Run with the LiteLLM venv's Python: `python check_config.py CONFIG`. Exits 0 when
 the file is valid, else prints what is wrong and exits 1. Checks YAML syntax,
 the shape ccproxy relies on, every model_list entry against LiteLLM's own
-Deployment model, and that no secret is written into the file itself.
+Deployment model, that every callback given as module.attribute imports with
+this LiteLLM (ccproxy_litellm: `--pythonpath DIR` puts DIR first on the path,
+as the service's PYTHONPATH does), and that no secret is written into the
+file itself.
 """
+import importlib
 import os
 import sys
 
@@ -58,11 +62,27 @@ def problems(config):
     for section in ("litellm_settings", "router_settings", "general_settings"):
         if section in config and not isinstance(config[section], dict):
             yield f"{section} must be a mapping"
+    yield from callback_problems((config.get("litellm_settings") or {}).get("callbacks") or [])
+
+
+def callback_problems(callbacks):
+    """Callbacks named module.attribute must import: LiteLLM would not start otherwise."""
+    for name in callbacks:
+        if not isinstance(name, str) or "." not in name:
+            continue
+        module, _, attribute = name.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attribute)
+        except Exception as exc:  # noqa: BLE001 (any failure to import stops LiteLLM's start)
+            yield f"litellm_settings.callbacks: {name} does not load: {type(exc).__name__}: {exc}"
 
 
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--pythonpath":
+        sys.path.insert(0, argv[2])
+        argv = [argv[0], argv[3]]
     if len(argv) != 2:
-        print(f"usage: {argv[0]} CONFIG", file=sys.stderr)
+        print(f"usage: {argv[0]} [--pythonpath DIR] CONFIG", file=sys.stderr)
         return 2
     try:
         with open(argv[1], encoding="utf-8") as fh:
