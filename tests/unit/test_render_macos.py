@@ -199,11 +199,17 @@ def test_upgrades_on_macos_switch_releases_and_roll_back_except_homebrew_ollama(
     assert {c: plan[c]["version"] for c in plan} == defaults
 
 
-def test_rendered_litellm_config_serves_every_alias(rendered):
+def test_rendered_litellm_config_serves_every_alias_and_pattern(rendered):
     config = yaml.safe_load((rendered / f"{PREFIX}/etc/ccproxy/litellm/config.yaml".lstrip("/")).read_text())
     models = yaml.safe_load((ROOT / "playbooks/group_vars/all/ccproxy.yml").read_text())["ccproxy_models"]
-    assert {m["model_name"] for m in config["model_list"]} == {a for m in models for a in m["aliases"]}
+    served = {m["model_name"]: m["litellm_params"]["model"] for m in config["model_list"]}
+    assert served == {name: f"ollama_chat/{m['name']}"
+                      for m in models for name in m["aliases"] + m.get("patterns", [])}
+    assert "claude-*" in served  # Claude Code's default names
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert config["litellm_settings"]["callbacks"][0] == "ccproxy_litellm.proxy.handler"
+    plist = plistlib.loads((rendered / "Library/LaunchDaemons/com.ccproxy.litellm.plist").read_bytes())
+    assert plist["EnvironmentVariables"]["PYTHONPATH"] == f"{PREFIX}/var/ccproxy/litellm/lib"
 
 
 # --- what launchctl is told ------------------------------------------------------------

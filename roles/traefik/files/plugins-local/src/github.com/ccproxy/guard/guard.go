@@ -7,7 +7,10 @@
 //	                                 API allowlist get 404 and never reach LiteLLM)
 //	maxRequestBodyBytes: N           413 for a request body larger than N bytes
 //	models: [id, ...]                answer GET /v1/models/{id} from this list,
-//	                                 pass every other request on
+//	                                 pass every other request on; an id with
+//	                                 `*` is a pattern (any characters), as a
+//	                                 LiteLLM model_name with `*` is: the answer
+//	                                 names the id asked for
 //
 // The edge answers GET /v1/models/{id} itself because model names may contain
 // a slash ("ollama/qwen-fast", sent as /v1/models/ollama%2Fqwen-fast), which
@@ -37,6 +40,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -74,6 +78,7 @@ type Guard struct {
 	tooLarge []byte
 	broken   []byte
 	models   map[string][]byte
+	patterns []*regexp.Regexp
 }
 
 // New builds the middleware. A configuration that is not exactly one of the
@@ -97,16 +102,19 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	}
 	if listing {
 		models := make(map[string][]byte, len(config.Models))
+		var patterns []*regexp.Regexp
 		for _, id := range config.Models {
 			if id == "" {
 				return nil, fmt.Errorf("guard %s: empty model id", name)
 			}
-			body, _ := json.Marshal(map[string]interface{}{
-				"id": id, "object": "model", "created": modelCreated, "owned_by": "openai",
-			})
-			models[id] = append(body, '\n')
+			if strings.Contains(id, "*") {
+				quoted := strings.ReplaceAll(regexp.QuoteMeta(id), `\*`, `.*`)
+				patterns = append(patterns, regexp.MustCompile("^"+quoted+"$"))
+				continue
+			}
+			models[id] = modelBody(id)
 		}
-		return &Guard{next: next, models: models}, nil
+		return &Guard{next: next, models: models, patterns: patterns}, nil
 	}
 	if denying {
 		if config.Deny.Status < 400 || config.Deny.Status > 599 {
@@ -126,6 +134,26 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		tooLarge: errorBody("request_too_large", "request body too large"),
 		broken:   errorBody("invalid_request_error", "could not read request body"),
 	}, nil
+}
+
+func modelBody(id string) []byte {
+	body, _ := json.Marshal(map[string]interface{}{
+		"id": id, "object": "model", "created": modelCreated, "owned_by": "openai",
+	})
+	return append(body, '\n')
+}
+
+// lookup is the answer for a model id: a listed id, or one a pattern matches.
+func (g *Guard) lookup(id string) ([]byte, bool) {
+	if body, known := g.models[id]; known {
+		return body, true
+	}
+	for _, pattern := range g.patterns {
+		if pattern.MatchString(id) {
+			return modelBody(id), true
+		}
+	}
+	return nil, false
 }
 
 func errorBody(kind, message string) []byte {
@@ -156,7 +184,7 @@ func (g *Guard) serveModel(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	id, err := url.PathUnescape(strings.TrimPrefix(escaped, modelsPrefix))
-	body, known := g.models[id]
+	body, known := g.lookup(id)
 	if err != nil || !known {
 		writeError(rw, http.StatusNotFound, errorBody("not_found_error", "The model does not exist on this gateway."))
 		return

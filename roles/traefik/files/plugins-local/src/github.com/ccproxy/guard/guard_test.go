@@ -114,6 +114,31 @@ func TestInvalidConfigRejected(t *testing.T) {
 	}
 }
 
+func TestModelPatternsAnswerMatchingIDs(t *testing.T) {
+	h, next := build(t, &Config{Models: []string{"gpt-4", "claude-*"}})
+	for target, want := range map[string]int{
+		"/v1/models/claude-opus-4-8":          200,
+		"/v1/models/claude-haiku-4-5-2025100": 200,
+		"/v1/models/claude-":                  200,
+		"/v1/models/claude":                   404,
+		"/v1/models/xclaude-opus":             404,
+		"/v1/models/gpt-4":                    200,
+		"/v1/models/gpt-4o":                   404,
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://gateway"+target, nil))
+		if rec.Code != want {
+			t.Fatalf("%s: %d, want %d", target, rec.Code, want)
+		}
+		if want == 200 && !strings.Contains(rec.Body.String(), `"id":"`+strings.TrimPrefix(target, "/v1/models/")+`"`) {
+			t.Fatalf("%s: body %s does not name the id asked for", target, rec.Body.String())
+		}
+	}
+	if next.called {
+		t.Fatal("a model lookup reached the next handler")
+	}
+}
+
 func TestModelsAnswersKnownIDsAndPassesTheRest(t *testing.T) {
 	h, next := build(t, &Config{Models: []string{"gpt-4", "ollama/qwen-fast"}})
 	for target, want := range map[string]string{
