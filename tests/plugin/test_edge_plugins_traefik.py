@@ -311,15 +311,15 @@ def test_no_token_is_401_json_with_challenge(gateway):
     assert Backend.hits == hits, "request without a token reached the backend"
 
 
-def test_wrong_token_is_403_json_without_echo(gateway):
+def test_wrong_token_is_401_json_without_echo(gateway):
     hits = Backend.hits
     for header, value in [("Authorization", "Bearer wrong-token-xyz"), ("x-api-key", "wrong-token-xyz")]:
         resp = gateway.request([(header, value)])
-        assert resp.status == 403
+        assert resp.status == 401
         assert resp.headers["Content-Type"] == "application/json"
-        assert resp.json()["error"] == {"type": "permission_error", "message": "invalid or expired token"}
+        assert resp.json()["error"] == {"type": "authentication_error", "message": "invalid or expired token"}
         assert "wrong-token-xyz" not in resp.body
-        assert "WWW-Authenticate" not in resp.headers
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert Backend.hits == hits, "request with a bad token reached the backend"
 
 
@@ -350,7 +350,7 @@ def test_x_api_key_works_and_is_stripped(gateway):
 
 
 def test_authorization_preferred_over_x_api_key(gateway):
-    assert gateway.request([("Authorization", "Bearer nope"), ("x-api-key", ALICE)]).status == 403
+    assert gateway.request([("Authorization", "Bearer nope"), ("x-api-key", ALICE)]).status == 401
     resp = gateway.request([("Authorization", f"Bearer {ALICE}"), ("x-api-key", "nope")])
     assert resp.status == 200
     assert resp.seen("x-api-key") == []
@@ -367,13 +367,13 @@ def test_spoofed_client_header_is_replaced(gateway):
 def test_spoofed_client_header_removed_on_refusal(gateway):
     """The header is dropped before auth decides: a refused request carries no
     client name (the access log reads the request after the middleware)."""
-    assert gateway.request([(CLIENT_HEADER, "admin"), ("Authorization", "Bearer nope")]).status == 403
+    assert gateway.request([(CLIENT_HEADER, "admin"), ("Authorization", "Bearer nope")]).status == 401
 
 
-def test_expired_entry_is_403(gateway):
+def test_expired_entry_is_401(gateway):
     resp = gateway.request([("Authorization", f"Bearer {BOB_OLD}")])
-    assert resp.status == 403
-    assert resp.json()["error"]["type"] == "permission_error"
+    assert resp.status == 401
+    assert resp.json()["error"]["type"] == "authentication_error"
 
 
 # -- expiry and reloads -------------------------------------------------------
@@ -389,7 +389,7 @@ def test_token_stops_at_expiry_without_reload(gateway, restore):
     assert resp.status == 200
     assert resp.seen(CLIENT_HEADER) == ["dave"]
 
-    wait_for(lambda: gateway.status(soon) == 403, 5, "the short-lived token to be refused")
+    wait_for(lambda: gateway.status(soon) == 401, 5, "the short-lived token to be refused")
     assert datetime.now(timezone.utc) >= expires, "refused before its expiry"
     after = os.stat(gateway.dynamic)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "config was touched"
@@ -397,7 +397,7 @@ def test_token_stops_at_expiry_without_reload(gateway, restore):
 
 
 def test_reload_adds_token_and_keeps_old(gateway, restore):
-    assert gateway.status(CAROL) == 403
+    assert gateway.status(CAROL) == 401
     start = time.monotonic()
     gateway.write(base_tokens() + [{"name": "carol", "sha256": sha(CAROL), "expires": ""}], wait=False)
     wait_for(lambda: gateway.status(CAROL) == 200, 5, "the added token to be accepted")
@@ -417,8 +417,8 @@ def test_bad_entry_is_ignored_and_others_keep_working(gateway, restore):
         ]
     )  # returns once the new generation is live
     assert gateway.status(ALICE) == 200
-    assert gateway.status(mallory) == 403
-    assert gateway.status("erin-token") == 403, "entry with unparseable expiry must fail closed"
+    assert gateway.status(mallory) == 401
+    assert gateway.status("erin-token") == 401, "entry with unparseable expiry must fail closed"
     log = wait_for(lambda: 'name "erin"' in gateway.plugin_errors() and gateway.plugin_errors(), 5, "the plugin's errors")
     assert 'tokens[2] (name "mallory"): sha256 must be 64 hex characters' in log
     assert sha(mallory)[:-2] not in log
@@ -460,9 +460,9 @@ def test_tokens_file_change_keeps_the_clients_rate_limits(gateway, restore, tmp_
 
     rotated = "alice-token-rotated-0123456789"
     added = [{"name": "alice", "sha256": sha(rotated), "expires": ""}]
-    assert gateway.status(rotated) == 403
+    assert gateway.status(rotated) == 401
     write_tokens_file(tokens_file, json.loads(tokens_file.read_text())["tokens"] + added)
-    wait_for(lambda: gateway.status(rotated) != 403, 5, "the added token to be read from the file")
+    wait_for(lambda: gateway.status(rotated) != 401, 5, "the added token to be read from the file")
     # Authenticated as alice, whose bucket is still empty.
     assert gateway.status(rotated) == 429
     assert gateway.status(ALICE) == 429
@@ -515,7 +515,7 @@ def test_body_is_not_read_before_auth(gateway, restore):
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
     try:
         conn.request("POST", "/v1/chat/completions", body=b"x" * 5000, headers={"Authorization": "Bearer nope"})
-        assert conn.getresponse().status == 403  # not 413: auth decides first
+        assert conn.getresponse().status == 401  # not 413: auth decides first
     finally:
         conn.close()
 

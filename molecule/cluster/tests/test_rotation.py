@@ -1,5 +1,5 @@
 """rotate-token.yml under load: zero failed requests, the new token works at
-once, the old one until the grace period ends and 403 after it, a second
+once, the old one until the grace period ends and 401 after it, a second
 rotation works, the vault stays encrypted, no token in the playbook output."""
 import json
 import os
@@ -118,7 +118,7 @@ def test_rotation_under_load(gateway, gateway2):
     # Not before it was due: the expiry was set near the start of the run.
     assert time.monotonic() - rotated_at >= GRACE - took - 1
     for gw in (gateway, gateway2):
-        assert status(gw, old["demo"]) == 403
+        assert status(gw, old["demo"]) == 401
         assert status(gw, new["demo"]) == 200
 
     # A second rotation works and prunes the expired entries from the vault.

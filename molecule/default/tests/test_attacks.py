@@ -238,7 +238,7 @@ def test_query_string_is_kept(edge):
 
 @pytest.mark.parametrize("token,path,status", [
     (None, "/v1/models", 401),
-    ("wrong", "/v1/models", 403),
+    ("wrong", "/v1/models", 401),
     (None, "/v1/model/info", 404),
 ])
 def test_spoofed_client_header_never_logged(edge, host, token, path, status):

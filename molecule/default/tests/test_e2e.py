@@ -135,9 +135,12 @@ def test_missing_token_is_401_json(http):
     assert r.headers["www-authenticate"].lower().startswith("bearer")
 
 
-def test_wrong_token_is_403_json(http, gateway):
+def test_wrong_token_is_401_authentication_error(http, gateway):
+    """As Anthropic's and OpenAI's APIs answer an invalid key: clients take it as
+    "get a new key" (Claude Code runs its apiKeyHelper again)."""
     r = http.get("/v1/models", headers={"Authorization": "Bearer " + "x" * 64})
-    assert r.status_code == 403
+    assert r.status_code == 401
+    assert r.json()["error"]["type"] == "authentication_error"
     assert r.json()["error"]["message"]
 
 
@@ -146,7 +149,7 @@ def test_sdk_sees_auth_errors(gateway):
         base_url=gateway.base_url, api_key="not-a-valid-token",
         http_client=openai.DefaultHttpxClient(verify=gateway.ssl_context()), max_retries=0,
     )
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.AuthenticationError):
         bad.models.list()
 
 

@@ -15,7 +15,11 @@
 // so that both OpenAI and Anthropic SDKs show the message:
 //
 //	401 {"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}
-//	403 {"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}
+//	401 {"type":"error","error":{"type":"authentication_error","message":"invalid or expired token"}}
+//
+// An invalid or expired token is 401 authentication_error, as Anthropic's and
+// OpenAI's APIs answer it: clients take it as "get a new key" (Claude Code
+// runs its apiKeyHelper again), where 403 means "not allowed".
 //
 // The tokens come either inline (tokens) or from a JSON file of their own
 // (tokensFile: {"tokens": [...]}), which the middleware reads again when it
@@ -51,7 +55,7 @@ const DefaultClientHeader = "X-Ccproxy-Client"
 
 const (
 	bodyMissing = `{"type":"error","error":{"type":"authentication_error","message":"missing bearer token"}}`
-	bodyInvalid = `{"type":"error","error":{"type":"permission_error","message":"invalid or expired token"}}`
+	bodyInvalid = `{"type":"error","error":{"type":"authentication_error","message":"invalid or expired token"}}`
 	challenge   = `Bearer realm="ccproxy"`
 )
 
@@ -311,7 +315,7 @@ func parseExpires(s string) (time.Time, error) {
 }
 
 func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	// Before any decision: a 401 or 403 must not log a client name either.
+	// Before any decision: a 401 must not log a client name either.
 	req.Header.Del(a.clientHeader)
 	token := extractToken(req.Header)
 	if token == "" {
@@ -323,7 +327,8 @@ func (a *TokenAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	now := time.Now()
 	name, ok := match(a.current(now), token, now)
 	if !ok {
-		writeError(rw, http.StatusForbidden, bodyInvalid)
+		rw.Header().Set("WWW-Authenticate", challenge)
+		writeError(rw, http.StatusUnauthorized, bodyInvalid)
 		return
 	}
 

@@ -120,11 +120,11 @@ func TestMissingToken(t *testing.T) {
 func TestInvalidTokenNotEchoed(t *testing.T) {
 	h, next := newAuth(t, baseConfig())
 	rec := do(h, map[string]string{"Authorization": "Bearer not-a-real-token"})
-	if rec.Code != http.StatusForbidden {
-		t.Fatalf("status %d, want 403", rec.Code)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401", rec.Code)
 	}
 	body := decodeError(t, rec)
-	if body.Error.Type != "permission_error" {
+	if body.Error.Type != "authentication_error" {
 		t.Fatalf("body = %+v", body)
 	}
 	if strings.Contains(rec.Body.String(), "not-a-real-token") {
@@ -163,7 +163,7 @@ func TestSchemeAndSpacing(t *testing.T) {
 			t.Fatalf("%q: status %d", v, rec.Code)
 		}
 	}
-	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token extra"}); rec.Code != http.StatusForbidden {
+	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token extra"}); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("token with trailing word: status %d", rec.Code)
 	}
 }
@@ -182,8 +182,8 @@ func TestAPIKeyHeader(t *testing.T) {
 func TestAuthorizationPreferredOverAPIKey(t *testing.T) {
 	h, _ := newAuth(t, baseConfig())
 	rec := do(h, map[string]string{"Authorization": "Bearer wrong", "X-Api-Key": "alice-token"})
-	if rec.Code != http.StatusForbidden {
-		t.Fatalf("status %d, want 403 (Authorization wins)", rec.Code)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401 (Authorization wins)", rec.Code)
 	}
 	rec = do(h, map[string]string{"Authorization": "Basic abc", "X-Api-Key": "alice-token"})
 	if rec.Code != http.StatusOK {
@@ -193,7 +193,7 @@ func TestAuthorizationPreferredOverAPIKey(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	h, next := newAuth(t, baseConfig())
-	if rec := do(h, map[string]string{"Authorization": "Bearer bob-old"}); rec.Code != http.StatusForbidden {
+	if rec := do(h, map[string]string{"Authorization": "Bearer bob-old"}); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("expired token: status %d", rec.Code)
 	}
 	if rec := do(h, map[string]string{"Authorization": "Bearer bob-new"}); rec.Code != http.StatusOK {
@@ -272,8 +272,8 @@ func TestBadEntriesIgnoredOthersKept(t *testing.T) {
 		t.Fatalf("%d entries kept, want 4", len(a.entries))
 	}
 	for _, tok := range []string{"anon", "when-token"} {
-		if rec := do(h, map[string]string{"Authorization": "Bearer " + tok}); rec.Code != http.StatusForbidden {
-			t.Fatalf("%s: status %d, want 403", tok, rec.Code)
+		if rec := do(h, map[string]string{"Authorization": "Bearer " + tok}); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("%s: status %d, want 401", tok, rec.Code)
 		}
 	}
 	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token"}); rec.Code != http.StatusOK {
@@ -287,7 +287,7 @@ func TestBadEntriesIgnoredOthersKept(t *testing.T) {
 func TestNoTokensDeniesEverything(t *testing.T) {
 	cfg := CreateConfig()
 	h, next := newAuth(t, cfg)
-	if rec := do(h, map[string]string{"Authorization": "Bearer anything"}); rec.Code != http.StatusForbidden {
+	if rec := do(h, map[string]string{"Authorization": "Bearer anything"}); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("status %d", rec.Code)
 	}
 	if next.called {
@@ -444,7 +444,7 @@ func TestMissingTokensFileFailsClosedUntilItAppears(t *testing.T) {
 	cfg := CreateConfig()
 	cfg.TokensFile = path
 	h, next := newAuth(t, cfg)
-	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token"}); rec.Code != http.StatusForbidden || next.called {
+	if rec := do(h, map[string]string{"Authorization": "Bearer alice-token"}); rec.Code != http.StatusUnauthorized || next.called {
 		t.Fatalf("no file: status %d, reached next %v", rec.Code, next.called)
 	}
 	writeTokensFile(t, path, []Token{{Name: "alice", SHA256: hashOf("alice-token")}})
