@@ -46,18 +46,28 @@ PLUGIN_MODULES := $(wildcard roles/traefik/files/plugins-local/src/github.com/cc
 export GOPATH := $(CURDIR)/.cache/go
 export GOCACHE := $(CURDIR)/.cache/go-build
 
+.PHONY: litellm-venv
+litellm-venv: ## The pinned LiteLLM and pytest in .cache/litellm-venv, for tests/litellm
+	@scripts/litellm-venv.sh >/dev/null
+
+.PHONY: claude-code
+claude-code: ## The pinned Claude Code CLI (tests/claude-code) in .cache/claude-code
+	@scripts/claude-code.sh >/dev/null
+
 .PHONY: unit
-unit: venv ## pytest: unit tests, Ollama test double, edge plugins in real Traefik; go test of the plugins (no containers)
+unit: venv litellm-venv ## pytest: unit tests, Ollama test double, edge plugins in real Traefik, ccproxy_litellm in the pinned LiteLLM; go test of the plugins (no containers)
 	pytest -q tests/unit tests/plugin
+	$$(scripts/litellm-venv.sh) -m pytest -q -p no:cacheprovider tests/litellm
 	@scripts/apt-install.sh go=golang-go
 	@unformatted=$$(gofmt -l $(PLUGIN_MODULES)); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt: not formatted: $$unformatted"; exit 1; fi
 	@for m in $(PLUGIN_MODULES); do (cd $$m && go vet ./... && go test ./...) || exit 1; done
 
 .PHONY: molecule
-molecule: venv mirror ## Every Molecule scenario: create, converge, idempotence, verify, destroy
+molecule: venv mirror claude-code ## Every Molecule scenario: create, converge, idempotence, verify, destroy
 	@scripts/apt-install.sh ssh=openssh-client sudo
 	@image=$$(scripts/build-test-image.sh); \
+	export CCPROXY_CLAUDE_CODE=$$(scripts/claude-code.sh); \
 	for s in $(SCENARIOS); do \
 	  echo "== molecule scenario $$s (image $$image)"; \
 	  state=$(CURDIR)/.cache/molecule/$$s; rm -rf "$$state"; \
