@@ -379,7 +379,9 @@ def test_chat_non_stream(client):
     want = expected_reply(MODEL, "hello world")
     assert r.message.role == "assistant" and r.message.content == want
     assert r.done is True and r.done_reason == "stop"
-    assert r.eval_count == len(want.split()) and r.prompt_eval_count == 4
+    # ChatML as rendered: <|im_start|>system\nbe terse<|im_end|>\n = 2 + ceil(16 / 4) = 6,
+    # the user turn 2 + ceil(19 / 4) = 7, <|im_start|>assistant\n 1 + ceil(10 / 4) = 4
+    assert r.eval_count == len(want.split()) and r.prompt_eval_count == 17
     assert r.total_duration >= r.load_duration > 0 and r.eval_duration > 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)", r.created_at)
 
@@ -957,3 +959,190 @@ def test_request_record_is_thread_safe_and_streams_are_recorded(speaking):
     assert sorted(g["body"]["messages"][0]["content"] for g in got) == sorted(
         b["messages"][0]["content"] for b in bodies)
     assert {(g["path"], g["status"]) for g in got} == {("/api/chat", 200)}
+
+
+# --------------------------------------------------------------------------- text tool calls
+
+def test_text_tool_call_styles_and_env_syntax():
+    call = {"function": {"index": 0, "name": "read_file", "arguments": {"path": "a b"}}}
+    obj = '{"name": "read_file", "arguments": {"path": "a b"}}'
+    assert double.text_tool_call(call, "json") == obj
+    assert double.text_tool_call(call, "fenced") == f"```json\n{obj}\n```"
+    assert double.text_tool_call(call, "tags") == f"<tool_call>\n{obj}\n</tool_call>"
+    prose = double.text_tool_call(call, "prose")
+    head, fenced = prose.split("\n\n", 1)
+    assert head and "{" not in head and fenced == f"```json\n{obj}\n```"
+    rules = double.parse_text_tool_calls(" qwen2.5-coder:7b*=cycle, Qwen2.5-Coder*=TAGS ,")
+    assert rules == (("qwen2.5-coder:7b*", "cycle"), ("qwen2.5-coder*", "tags"))
+    assert double.text_call_style(rules, "qwen2.5-coder:7b-instruct") == "cycle"  # first match wins
+    assert double.text_call_style(rules, "QWEN2.5-coder:32b") == "tags"
+    assert double.text_call_style(rules, "qwen3:8b") is None
+    for bad in ("qwen*", "qwen*=xml", "=json"):
+        with pytest.raises(ValueError, match="OLLAMA_TEST_DOUBLE_TEXT_TOOL_CALLS"):
+            double.parse_text_tool_calls(bad)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_text_tool_calls_per_model(tmp_path, stream):
+    d = Double(tmp_path, OLLAMA_TEST_DOUBLE_TEXT_TOOL_CALLS="qwen2.5-coder:7b*=cycle,qwen2.5-coder*=tags")
+    try:
+        for m in (MODEL, BIG, QWEN3):
+            d.client.pull(m)
+        args = {"path": "/etc/hostname"}
+        obj = json.dumps({"name": "read_file", "arguments": args})
+        body = {"tools": TOOLS, "think": False,
+                "messages": [{"role": "user", "content": "read it\nCCPROXY-TOOL read_file " + json.dumps(args)}]}
+        got = []
+        for _ in range(5):  # cycle: json, fenced, tags, prose, json again
+            status, msg, lines = reply(d, dict(body, model=MODEL), stream)
+            assert status == 200 and "tool_calls" not in msg and lines[-1]["done_reason"] == "stop"
+            assert not any("tool_calls" in x["message"] for x in lines)
+            if stream:  # streamed as word pieces, like any text
+                assert len(lines) > 2 and all(x["message"]["content"] for x in lines[:-1])
+                assert lines[-1]["eval_count"] == len(lines) - 1
+            got.append(msg["content"])
+        assert got[0] == obj and got[4] == obj
+        assert got[1] == f"```json\n{obj}\n```"
+        assert got[2] == f"<tool_call>\n{obj}\n</tool_call>"
+        assert got[3].endswith(f"\n\n```json\n{obj}\n```") and not got[3].startswith("```")
+        status, msg, _ = reply(d, dict(body, model=BIG), stream)
+        assert msg["content"] == f"<tool_call>\n{obj}\n</tool_call>" and "tool_calls" not in msg
+        status, msg, _ = reply(d, dict(body, model=QWEN3), stream)  # not listed: a real call
+        assert msg["content"] == "" and msg["tool_calls"][0]["function"]["arguments"] == args
+    finally:
+        assert d.stop()[0] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_text_directive_names_no_offered_tool(speaking, stream):
+    fake = {"type": "function", "function": {"name": "not_a_tool", "parameters": {"type": "object"}}}
+    said = "show the config\nCCPROXY-JSON-TEXT\nCCPROXY-TOOL read_file"
+    for tools, name in ((TOOLS, "not_a_tool"), (TOOLS + [fake], "not_a_tool_2"), (None, "not_a_tool")):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": said}]}
+        if tools:
+            body["tools"] = tools
+        status, msg, lines = reply(speaking, body, stream)
+        assert status == 200 and "tool_calls" not in msg and lines[-1]["done_reason"] == "stop"
+        assert msg["content"] == (f"[ollama-test-double {MODEL}] Here is the config: "
+                                  f'{{"name": "{name}", "arguments": {{}}}}')
+    assert not double.wants_json_text("say CCPROXY-JSON-TEXT please")
+
+
+# --------------------------------------------------------------------------- context window
+
+def test_token_estimate():
+    assert double.count_tokens("") == 0 and double.count_tokens(None) == 0
+    assert double.count_tokens("abcd") == 1 and double.count_tokens("abcde") == 2
+    assert double.count_tokens("<|im_start|>user\n<|im_end|>") == 2 + 2  # specials are 1 each
+    assert double.count_tokens("日本") == 2  # 6 UTF-8 bytes
+
+
+def test_chat_prompt_keep_as_each_version_does():
+    old, new = (0, 12, 6), (0, 20, 7)
+    frame = double.count_tokens(double._ASSISTANT_PROMPT)
+    # a system message where the 0.12.6 walk stops is lost; >= 0.15.5 keeps it
+    roles, costs = ["user", "system", "user"], [5, 30, 10]
+    assert double.chat_prompt_keep(roles, costs, 0, 30, True, old) == [2]
+    assert double.chat_prompt_keep(roles, costs, 0, 30, True, new) == [1, 2]
+    # system messages before the cut are kept, the last message always
+    roles, costs = ["system", "user", "assistant", "user"], [10, 100, 100, 10]
+    for v in (old, new):
+        assert double.chat_prompt_keep(roles, costs, 0, 120 + frame, True, v) == [0, 2, 3]
+        assert double.chat_prompt_keep(roles, costs, 0, 5, True, v) == [0, 3]
+        assert double.chat_prompt_keep(roles, costs, 0, 5, False, v) == [0, 1, 2, 3]
+        assert double.chat_prompt_keep(roles, costs, 0, 10**6, True, v) == [0, 1, 2, 3]
+        assert double.chat_prompt_keep(["user"], [10**6], 0, 5, True, v) == [0]
+    assert double.context_shifts(1024, 20, 1024, 4) == 1  # 510 freed once
+    assert double.context_shifts(100, 20, 1024, 4) == 0
+    assert double.runner_keep(5000, 1024, 4, "qwen2") == 4
+    assert double.runner_keep(5000, 1024, 4, "llama") == 5  # llamarunner + BOS
+    assert double.runner_keep(5000, 1024, -1, "qwen3") == 1023
+
+
+def _last_record(d):
+    return read_record(d.record)[-1]
+
+
+def _history(d):
+    """system, a user turn with a directive, a long assistant turn, a short last user turn."""
+    return [{"role": "system", "content": "you are terse"},
+            {"role": "user", "content": "CCPROXY-TOOL read_file\n" + "old question " * 40},
+            {"role": "assistant", "content": "old answer " * 40},
+            {"role": "user", "content": "hello there"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_oldest_messages_dropped_to_fit(speaking, stream):
+    msgs = _history(speaking)
+    roles = [m["role"] for m in msgs]
+    costs = [double.message_tokens(m) for m in msgs]
+    tools = double.tools_tokens(TOOLS)
+    full = double.render_tokens(roles, costs, [0, 1, 2, 3], tools)
+    window = double.render_tokens(roles, costs, [0, 2, 3], tools)
+    assert full > window + 100
+    body = {"model": MODEL, "tools": TOOLS, "messages": msgs}
+    status, msg, lines = reply(speaking, dict(body, options={"num_ctx": full}), stream)
+    assert "tool_calls" in msg and lines[-1]["prompt_eval_count"] == full  # fits: the model sees the directive
+    assert "truncated" not in _last_record(speaking)
+    status, msg, lines = reply(speaking, dict(body, options={"num_ctx": window}), stream)
+    # the directive's message was dropped: the model answers the last message only
+    assert status == 200 and "tool_calls" not in msg and msg["content"] == expected_reply(MODEL, "hello there")
+    assert lines[-1]["prompt_eval_count"] == window and lines[-1]["done_reason"] == "stop"
+    rec = _last_record(speaking)
+    assert rec["status"] == 200 and rec["truncated"] == {
+        "dropped_messages": 1, "prompt_tokens": full, "kept_tokens": window, "num_ctx": window}
+    assert rec["context_shifts"] == 1  # the window fills num_ctx exactly: the reply shifts it
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_runner_keeps_num_keep_and_the_tail(speaking, stream):
+    said = "tail words " * 2000  # 22000 bytes, ~5500 tokens: over the default 4096 alone
+    msgs = [{"role": "user", "content": said}]
+    full = double.render_tokens(["user"], [double.message_tokens(msgs[0])], [0], 0)
+    status, msg, lines = reply(speaking, {"model": MODEL, "messages": msgs}, stream)
+    assert status == 200 and msg["content"].startswith(f"[ollama-test-double {MODEL}] You said: tail words")
+    assert lines[-1]["prompt_eval_count"] == 4096  # OLLAMA_CONTEXT_LENGTH default
+    rec = _last_record(speaking)
+    assert rec["truncated"] == {"dropped_messages": 0, "prompt_tokens": full, "kept_tokens": 4096,
+                                "num_ctx": 4096}
+    # the prompt fills the context: generating shifts it, once ((4096 - 4) / 2 freed)
+    assert rec["context_shifts"] == 1 and lines[-1]["eval_count"] > 2
+    # "shift": false ends the sequence instead: one token, done_reason "length"
+    status, msg, lines = reply(speaking, {"model": MODEL, "messages": msgs, "shift": False}, stream)
+    assert status == 200 and lines[-1]["done_reason"] == "length" and lines[-1]["eval_count"] == 1
+    assert msg["content"] == "[ollama-test-double"
+    # generate: the same cut of the rendered prompt
+    status, lines = post(speaking, "/api/generate", {"model": MODEL, "prompt": said, "stream": stream,
+                                                     "options": {"num_ctx": 1000}})
+    assert status == 200 and lines[-1]["prompt_eval_count"] == 1000
+    assert _last_record(speaking)["truncated"]["kept_tokens"] == 1000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_num_ctx_clamped_to_the_trained_context(speaking, stream):
+    half = "x " * 80000  # 160000 bytes: 40000 tokens
+    msgs = [{"role": "user", "content": half}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": half}]
+    # chatPrompt measures against the num_ctx asked for (100000: all fits) but the runner
+    # is clamped to qwen2's 32768 and cuts the prompt itself
+    status, _, lines = reply(speaking, {"model": MODEL, "messages": msgs, "options": {"num_ctx": 100000}}, stream)
+    assert status == 200 and lines[-1]["prompt_eval_count"] == 32768
+    rec = _last_record(speaking)["truncated"]
+    assert rec["num_ctx"] == 32768 and rec["dropped_messages"] == 0 and rec["prompt_tokens"] > 80000
+    status, _, lines = reply(speaking, {"model": MODEL, "messages": msgs, "options": {"num_ctx": 32768}}, stream)
+    rec = _last_record(speaking)["truncated"]
+    assert rec["dropped_messages"] == 2 and rec["kept_tokens"] == 32768 == lines[-1]["prompt_eval_count"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_truncate_false_is_a_400(speaking, stream):
+    msgs = _history(speaking)
+    body = {"model": MODEL, "messages": msgs, "truncate": False, "stream": stream, "options": {"num_ctx": 100}}
+    status, lines = post(speaking, "/api/chat", body)
+    assert (status, lines) == (400, [{"error": "the input length exceeds the context length"}])
+    assert _last_record(speaking)["status"] == 400
+    status, lines = post(speaking, "/api/generate", {"model": MODEL, "prompt": "y " * 400, "truncate": False,
+                                                     "stream": stream, "options": {"num_ctx": 100}})
+    assert (status, lines) == (400, [{"error": "the input length exceeds the context length"}])
+    status, lines = post(speaking, "/api/chat", dict(body, options={"num_ctx": 8192}))
+    assert status == 200 and lines[-1]["done"] and "truncated" not in _last_record(speaking)
