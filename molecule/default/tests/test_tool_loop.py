@@ -47,15 +47,21 @@ def check_record(host, marker, turns=2):
     assert [m.get("tool_name") for m in tool] == ["get_weather"], tool
 
 
+# qwen-quality (the 32B) answers tool calls as text in the test double
+# (inventory/local): the gateway's repair makes them structured.
+MODELS = pytest.mark.parametrize("model", [MODEL, "qwen-quality"], ids=["structured", "text-repaired"])
+
+
+@MODELS
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_openai_tool_loop(oai, host, stream):
+def test_openai_tool_loop(oai, host, stream, model):
     marker = f"oai-{uuid.uuid4().hex[:12]}"
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
     messages = [{"role": "user", "content": prompt(marker)}]
     extra = {"reasoning_effort": "high"}  # ignored for a model that cannot think, never a 400
     if stream:
         calls, finish = {}, None
-        for chunk in oai.chat.completions.create(model=MODEL, messages=messages, tools=tools, stream=True, **extra):
+        for chunk in oai.chat.completions.create(model=model, messages=messages, tools=tools, stream=True, **extra):
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
@@ -67,7 +73,7 @@ def test_openai_tool_loop(oai, host, stream):
                 call["arguments"] += (delta.function.arguments or "") if delta.function else ""
         (call,) = calls.values()
     else:
-        response = oai.chat.completions.create(model=MODEL, messages=messages, tools=tools, **extra)
+        response = oai.chat.completions.create(model=model, messages=messages, tools=tools, **extra)
         finish = response.choices[0].finish_reason
         (tc,) = response.choices[0].message.tool_calls
         call = {"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
@@ -79,24 +85,25 @@ def test_openai_tool_loop(oai, host, stream):
             {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}]},
         {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"},
     ]
-    answer = oai.chat.completions.create(model=MODEL, messages=messages, tools=tools)
+    answer = oai.chat.completions.create(model=model, messages=messages, tools=tools)
     text = answer.choices[0].message.content
     assert "done after 1 tool calls" in text and "(get_weather): sunny, 21 C" in text, text
     check_record(host, marker)
 
 
+@MODELS
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-def test_anthropic_tool_loop(claude, host, stream):
+def test_anthropic_tool_loop(claude, host, stream, model):
     marker = f"ant-{uuid.uuid4().hex[:12]}"
     tools = [{"name": "get_weather", "description": "Weather now", "input_schema": WEATHER}]
     messages = [{"role": "user", "content": prompt(marker)}]
     thinking = {"type": "enabled", "budget_tokens": 1024}  # as Claude Code asks
     if stream:
-        with claude.messages.stream(model=MODEL, max_tokens=2048, messages=messages, tools=tools,
+        with claude.messages.stream(model=model, max_tokens=2048, messages=messages, tools=tools,
                                     thinking=thinking) as s:
             message = s.get_final_message()
     else:
-        message = claude.messages.create(model=MODEL, max_tokens=2048, messages=messages, tools=tools,
+        message = claude.messages.create(model=model, max_tokens=2048, messages=messages, tools=tools,
                                          thinking=thinking)
     assert message.stop_reason == "tool_use"
     (use,) = [b for b in message.content if b.type == "tool_use"]
@@ -106,8 +113,55 @@ def test_anthropic_tool_loop(claude, host, stream):
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}]},
     ]
-    answer = claude.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=tools)
+    answer = claude.messages.create(model=model, max_tokens=256, messages=messages, tools=tools)
     text = "".join(b.text for b in answer.content if b.type == "text")
     assert answer.stop_reason == "end_turn"
     assert "done after 1 tool calls" in text and "(get_weather): sunny, 21 C" in text, text
     check_record(host, marker)
+
+
+LONG = " ".join(f"line {i} of a file the agent read." for i in range(6000))  # about 50K tokens
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_over_long_prompt_is_refused_openai(oai, host, stream):
+    """A conversation longer than the served context (32768) is refused before
+    Ollama, which would cut it silently, with OpenAI's context_length_exceeded."""
+    marker = f"long-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model=MODEL, stream=stream, messages=[
+            {"role": "user", "content": f"{marker} {LONG}"}])
+    assert caught.value.code == "context_length_exceeded", caught.value.body
+    assert caught.value.message.startswith("Error code: 400") and "prompt is too long" in caught.value.message
+    assert not reached_ollama(host, marker)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_over_long_prompt_is_refused_anthropic(claude, host, stream):
+    """The same on /v1/messages, in the words Claude Code reacts to."""
+    import re
+
+    marker = f"long-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        # The SDK streams above about 21K max_tokens; Claude Code asks 32K, streamed.
+        kwargs = dict(model=MODEL, max_tokens=32000 if stream else 16000, messages=[
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": f"{marker} {LONG}"}])
+        if stream:
+            with claude.messages.stream(**kwargs) as s:
+                s.get_final_message()
+        else:
+            claude.messages.create(**kwargs)
+    error = caught.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > \d+ maximum", error["message"]), error
+    assert not reached_ollama(host, marker)
+
+
+def test_max_tokens_is_clamped_to_the_context_left(claude, host):
+    """Claude Code asks for 32000 output tokens; Ollama gets what the context leaves."""
+    marker = f"clamp-{uuid.uuid4().hex[:12]}"
+    with claude.messages.stream(model=MODEL, max_tokens=32000, messages=[{"role": "user", "content": marker}]) as s:
+        s.get_final_message()
+    (body,) = reached_ollama(host, marker)
+    assert 28000 < body["options"]["num_predict"] < 32768
