@@ -87,11 +87,14 @@ def _clients(kept, clients):
 
 def add_tokens(tokens, clients, now_epoch):
     """Rotation, phase 1: prune expired entries and give each of `clients`
-    (names; empty = every client) a new entry without expiry. Every other
-    entry is left as it was: the old tokens keep working with no deadline
-    until phase 2, so a run that stops here locks nobody out."""
+    (names; empty = every client) a new entry. The new entry keeps the expiry
+    of the client's newest one (a contractor's token meant to end on a date
+    still ends then), or none. Every other entry is left as it was: the old
+    tokens keep working with no new deadline until phase 2, so a run that
+    stops here locks nobody out."""
     kept = prune_expired(tokens, now_epoch)
-    return kept + new_tokens(_clients(kept, clients))
+    newest = {entry["name"]: entry.get("expires") or "" for entry in current_tokens(kept)}
+    return kept + [dict(entry, expires=newest[entry["name"]]) for entry in new_tokens(_clients(kept, clients))]
 
 
 def start_grace(tokens, clients, now_epoch, grace_seconds):

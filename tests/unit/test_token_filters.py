@@ -122,3 +122,14 @@ def test_a_run_stopped_after_phase_one_locks_nobody_out():
     assert all(e["expires"] == "" for e in again)
     final = t.start_grace(again, [], NOW, 60)
     assert [e["expires"] for e in final] == ["2027-01-15T08:01:00Z", "2027-01-15T08:01:00Z", ""]
+
+
+def test_rotation_keeps_each_clients_expiry():
+    """A token meant to end on a date still ends then after any number of rotations."""
+    tokens = [{"name": "contractor", "token": "c" * 43, "expires": "2099-01-31T00:00:00Z"},
+              {"name": "agent", "token": "a" * 43, "expires": ""}]
+    out = rotate_tokens(rotate_tokens(tokens, [], NOW, 60), [], NOW, 60)
+    current = {e["name"]: e for e in t.current_tokens(out)}
+    assert current["contractor"]["expires"] == "2099-01-31T00:00:00Z"
+    assert current["contractor"]["token"] != "c" * 43
+    assert current["agent"]["expires"] == ""
