@@ -48,15 +48,20 @@ def _covered(kind, value, subtree):
     return name == base or name.endswith("." + base)
 
 
-def names_outside(sans, ca_pem):
+def _permitted_subtrees(ca_pem, filter_name):
+    """A CA certificate's (PEM) permitted subtrees; [] without name constraints."""
     if x509 is None:
-        raise AnsibleFilterError("traefik_names_outside needs the cryptography package on the control node")
+        raise AnsibleFilterError(f"{filter_name} needs the cryptography package on the control node")
     ca = x509.load_pem_x509_certificate(str(ca_pem).encode())
     try:
-        permitted = ca.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees
+        return ca.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees or []
     except x509.ExtensionNotFound:
         return []
-    if permitted is None:
+
+
+def names_outside(sans, ca_pem):
+    permitted = _permitted_subtrees(ca_pem, "traefik_names_outside")
+    if not permitted:
         return []
     outside = []
     for entry in sans:
@@ -70,15 +75,8 @@ def names_outside(sans, ca_pem):
 def ca_permitted_names(ca_pem):
     """The permitted subtrees of a CA certificate (PEM) as DNS:name and
     IP:address/mask strings; [] for a CA without name constraints."""
-    if x509 is None:
-        raise AnsibleFilterError("traefik_ca_permitted_names needs the cryptography package on the control node")
-    ca = x509.load_pem_x509_certificate(str(ca_pem).encode())
-    try:
-        permitted = ca.extensions.get_extension_for_class(x509.NameConstraints).value.permitted_subtrees
-    except x509.ExtensionNotFound:
-        return []
     out = []
-    for subtree in permitted or []:
+    for subtree in _permitted_subtrees(ca_pem, "traefik_ca_permitted_names"):
         if isinstance(subtree, x509.IPAddress):
             out.append(f"IP:{subtree.value.network_address}/{subtree.value.netmask}")
         elif isinstance(subtree, x509.DNSName):
