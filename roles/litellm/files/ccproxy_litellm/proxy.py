@@ -2,14 +2,17 @@
 
 Importing it installs the Ollama request shaping (`ollama`); `handler` is the
 proxy callback: its pre-call hook runs on /v1/chat/completions and
-/v1/messages (the client's body, before routing) and refuses a prompt that
-does not fit the served context (`context`).
+/v1/messages (the client's body, before routing), applies the request policy
+(`policy`) and refuses a prompt that does not fit the served context
+(`context`).
 """
+import logging
+
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException
 
-from . import context, ollama
+from . import context, ollama, policy
 
 ollama.install()
 
@@ -26,6 +29,19 @@ class ContextTooLong(ProxyException):
 
     def to_dict(self):
         return dict(super().to_dict(), code="context_length_exceeded")
+
+
+log = logging.getLogger("ccproxy_litellm")
+
+# LiteLLM's call types for the two chat routes: True for the Anthropic body.
+CHAT_CALLS = {"acompletion": False, "completion": False, "anthropic_messages": True}
+
+
+class PolicyRefusal(ProxyException):
+    """400 invalid_request_error naming the field."""
+
+    def __init__(self, exc):
+        super().__init__(message=str(exc), type="invalid_request_error", param=exc.field, code=400)
 
 
 def _deployments(model):
@@ -55,7 +71,16 @@ class CcproxyHandler(CustomLogger):
     """ccproxy's proxy callback."""
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
-        limits = served(data.get("model")) if isinstance(data.get("messages"), list) else None
+        call = getattr(call_type, "value", call_type)
+        if call not in CHAT_CALLS:
+            return data
+        try:
+            stripped = policy.check(data, CHAT_CALLS[call], lambda model: bool(_deployments(model)))
+        except policy.Refused as exc:
+            raise PolicyRefusal(exc) from None
+        if stripped:
+            log.warning("ccproxy request policy: stripped %s", ", ".join(sorted(stripped)))
+        limits = served(data.get("model"))
         if limits:
             try:
                 context.fit(data, limits[0], limits[1], count)
