@@ -72,3 +72,17 @@ def test_json_in_an_ordinary_answer_stays_text(texting, stream):
 def test_no_repair_where_the_model_map_says_no(texting, stream):
     text, calls, _ = asyncio.run(ask(texting, ASK, stream, repair=False))
     assert calls == [] and '"name": "Read"' in text
+
+
+def test_a_call_held_as_text_is_kept_when_ollama_parses_the_next_one():
+    """Text that was held as a possible call is never lost: when a later line
+    carries Ollama's own tool_calls, the held call goes first."""
+    it = ollama.RepairingIterator(iter(()), True, False, {"Read": None, "Write": None})
+    base = {"model": MODEL, "created_at": "2026-12-08T00:00:00Z"}
+    first = it.chunk_parser(dict(base, done=False, message={
+        "role": "assistant", "content": '{"name": "Read", "arguments": {"file_path": "/a"}}'}))
+    assert not first.choices[0].delta.content  # held
+    last = it.chunk_parser(dict(base, done=True, done_reason="stop", prompt_eval_count=1, eval_count=1, message={
+        "role": "assistant", "content": "", "tool_calls": [{"function": {"name": "Write", "arguments": {"x": 1}}}]}))
+    names = [c.function.name for c in last.choices[0].delta.tool_calls]
+    assert names == ["Read", "Write"] and last.choices[0].finish_reason == "tool_calls"

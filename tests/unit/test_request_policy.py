@@ -115,3 +115,12 @@ def test_a_client_that_sends_drop_params_itself_is_refused():
     body["proxy_server_request"] = {"body": dict(body)}
     with pytest.raises(policy.Refused):
         policy.check(body, True, served)
+
+
+def test_the_response_cache_opt_in_passes_and_other_cache_controls_do_not():
+    for anthropic in (False, True):
+        body = chat(cache={"use-cache": True})
+        assert policy.check(body, anthropic, served) == [] and body["cache"] == {"use-cache": True}
+        for bad in ({"use-cache": True, "ttl": 9}, {"no-cache": True}, {"use-cache": "yes"}, "on"):
+            with pytest.raises(policy.Refused):
+                policy.check(chat(cache=bad), anthropic, served)

@@ -43,7 +43,8 @@ def _store(key, value, now):
 def _parse(response):
     if response.status_code != 200:
         return None
-    caps = response.json().get("capabilities")
+    body = response.json()
+    caps = body.get("capabilities") if isinstance(body, dict) else None
     return list(caps) if isinstance(caps, list) else None
 
 

@@ -74,9 +74,11 @@ class RepairingIterator(OllamaChatCompletionResponseIterator):
         message = chunk.get("message") if isinstance(chunk, dict) else None
         if isinstance(message, dict) and not self.structured:
             if message.get("tool_calls"):
-                self.structured = True  # Ollama parsed the call itself
-                held, _ = self.gate.finish()
+                self.structured = True  # Ollama parsed a call itself; one held as text goes first
+                held, repair = self.gate.finish()
                 message["content"] = held + (message.get("content") or "")
+                if repair is not None:
+                    message["tool_calls"] = ollama_calls(repair) + list(message["tool_calls"])
             else:
                 text = self.gate.feed(message.get("content") or "")
                 if chunk.get("done") is True:

@@ -47,10 +47,14 @@ OPENAI_CHAT = frozenset({
     "web_search_options", "safety_identifier", "prompt_cache_key",
 })
 # What the Anthropic Messages API defines.
+# (LiteLLM sets `user` itself from the edge's client header, for its metrics.)
 ANTHROPIC = frozenset({
     "model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature",
-    "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
+    "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "user",
 })
+# The response cache's one per-request switch (README, "Response caching"):
+# {"cache": {"use-cache": true}}; every other cache control is refused.
+CACHE_OPT_IN = "use-cache"
 
 _OLLAMA_OPTION = re.compile(
     r"^(num_\w+|keep_alive|think|truncate|shift|options|format|raw|template|context|images|"
@@ -76,8 +80,11 @@ class Refused(ValueError):
         self.field = field
 
 
-def rejected(key, anthropic):
+def rejected(key, anthropic, value=None):
     """Why a client key is refused, or None."""
+    if key == "cache" and isinstance(value, dict) and set(value) == {CACHE_OPT_IN} \
+            and isinstance(value[CACHE_OPT_IN], bool):
+        return None
     if key in _LITELLM_CONTROL:
         return "a LiteLLM control; the gateway sets these for every client"
     if _OLLAMA_OPTION.match(key):
@@ -104,14 +111,14 @@ def check(data, anthropic, served):
     snapshot = (data.get("proxy_server_request") or {}).get("body")
     sent, added = (snapshot, SNAPSHOT_ADDED) if isinstance(snapshot, dict) else (data, LITELLM_ADDED)
     for key in sent:
-        reason = rejected(key, anthropic) if key not in added else None
+        reason = rejected(key, anthropic, sent[key]) if key not in added else None
         if reason:
             raise Refused(key, f"not accepted: {reason}")
     stripped = []
     for key in [k for k in data if k not in LITELLM_ADDED]:
         if key == "metadata" and not anthropic:
             continue  # on the OpenAI route, LiteLLM's own request metadata
-        if key not in allowed:
+        if key not in allowed and not (key == "cache" and rejected(key, anthropic, data[key]) is None):
             data.pop(key)
             stripped.append(key)
     if anthropic and "metadata" in data:

@@ -79,7 +79,7 @@ class CcproxyHandler(CustomLogger):
         except policy.Refused as exc:
             raise PolicyRefusal(exc) from None
         if stripped:
-            log.warning("ccproxy request policy: stripped %s", ", ".join(sorted(stripped)))
+            log.info("ccproxy request policy: stripped %s", ", ".join(sorted(stripped)))
         limits = served(data.get("model"))
         if limits:
             try:
